@@ -1,0 +1,274 @@
+"""Recipes: typed configuration with short YAML overrides.
+
+A run is configured by one tree with fixed sections (``data``, ``model``, ``optim``, ``augment``,
+``train``, ``eval``) and two registry-built sections:
+
+* ``losses.<term>``   — one entry per registered loss term (``robustdepth.losses``); ``weight: 0`` = off.
+* ``providers.<name>`` — one entry per registered provider (teacher, prior, masks, …).
+
+A recipe YAML may name a ``base`` recipe (md4all-style short overrides); ``key=value`` overrides
+from the command line are applied last. Every key is checked against the schema: an unknown key is
+an error that lists the valid keys at that level, so typos never silently do nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class ConfigError(ValueError):
+    """A recipe or override that does not fit the schema."""
+
+
+@dataclass
+class DataConfig:
+    """Where frames come from and how they are shaped."""
+
+    dataset: str = "world"  # registered dataset: world | folder (more in robustdepth.data.DATASETS)
+    root: str = "data/world/small"  # relative paths resolve against the working directory
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    height: int = 96  # training resolution; multiples of 32, >= 64
+    width: int = 320
+    frame_ids: list[int] = field(default_factory=lambda: [0, -1, 1])  # target first, then sources
+    train_conditions: list[str] = field(default_factory=lambda: ["clear"])  # md4all trains on day-clear
+    eval_conditions: list[str] = field(default_factory=list)  # empty = every condition on disk
+    # Folder dataset: 3x3 K in pixels of the stored images, as [fx, fy, cx, cy] or a file path.
+    intrinsics: Any = None
+    num_workers: int = 2
+    load_depth_gt: bool = False  # also load GT depth into training batches (eval always loads it)
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, validated by the dataset
+
+
+@dataclass
+class ModelConfig:
+    """Depth and pose networks (Monodepth2 layout)."""
+
+    num_layers: int = 18  # ResNet-18 or 50 depth encoder
+    pose_num_layers: int = 18
+    pretrained_path: Any = None  # local torchvision ResNet ImageNet file (.pth / .safetensors)
+    scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    min_depth: float = 0.1  # disparity <-> depth range, as Monodepth2
+    max_depth: float = 100.0
+    init_checkpoint: Any = None  # start from a robustdepth checkpoint (students start from the teacher)
+
+
+@dataclass
+class OptimConfig:
+    """Adam + step decay (Monodepth2 defaults)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    batch_size: int = 12
+    epochs: int = 20
+    max_steps: int = 0  # > 0 overrides epochs
+    decay_every_epochs: float = 15.0  # StepLR(step_size=15, gamma=0.1) in Monodepth2
+    gamma: float = 0.1
+    grad_clip: float = 0.0  # 0 = off
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation of the network input (losses see the un-jittered frames)."""
+
+    color_jitter_p: float = 0.5  # Monodepth2: 0.5; md4all: 1.0
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.1  # md4all: 0.05
+    flip_p: float = 0.5
+    noise_p: float = 0.0  # md4all-DD: 0.5
+    noise_mean: float = 0.005  # md4all adds 0.005 + 0.045 * N(0, 1)
+    noise_std: float = 0.045
+
+
+@dataclass
+class TrainConfig:
+    """Run mechanics: device, precision, logging, checkpoints, failure handling."""
+
+    name: str = "run"
+    run_dir: Any = None  # default runs/<name>
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 (autocast on the networks; losses stay fp32)
+    channels_last: bool = False
+    compile: bool = False  # torch.compile the networks (pays off on long runs)
+    log_every: int = 25
+    image_every: int = 250
+    ckpt_every: int = 500
+    keep_checkpoints: int = 2
+    max_bad_steps: int = 10  # consecutive non-finite steps before the run stops
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (robustdepth.evaluation.PROTOCOLS) and inference options."""
+
+    protocol: str = "world"
+    split: str = "test"
+    batch_size: int = 4
+    post_process: bool = False  # Monodepth2 flip post-processing
+    max_frames: int = 0  # 0 = all
+
+
+_FIXED_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optim": OptimConfig,
+    "augment": AugmentConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+
+def _registry_section(registry: dict[str, type]) -> DictConfig:
+    """A struct config with one typed sub-section per registered component's Config dataclass."""
+    section = OmegaConf.create({name: OmegaConf.structured(cls.Config) for name, cls in registry.items()})
+    return section
+
+
+def schema() -> DictConfig:
+    """The full default configuration (every key, every default)."""
+    from robustdepth.losses import LOSSES
+    from robustdepth.priors import PROVIDERS
+
+    tree = {name: OmegaConf.structured(cls) for name, cls in _FIXED_SECTIONS.items()}
+    tree["losses"] = _registry_section(LOSSES)
+    tree["providers"] = _registry_section(PROVIDERS)
+    cfg = OmegaConf.create(tree)
+    OmegaConf.set_struct(cfg, True)
+    return cfg
+
+
+def resolve_recipe_path(recipe: str | Path) -> Path:
+    """A recipe is a path, or a name in the project's ``recipes/`` folder."""
+    path = Path(recipe)
+    if path.is_file():
+        return path
+    for candidate in (RECIPES_DIR / f"{recipe}.yaml", RECIPES_DIR / str(recipe)):
+        if candidate.is_file():
+            return candidate
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")) if RECIPES_DIR.is_dir() else []
+    raise ConfigError(f"recipe {recipe!r} not found (not a file, not in {RECIPES_DIR}); known recipes: {names}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"recipe {path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _recipe_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """The recipe and its ``base`` recipes, most basic first."""
+    if path.resolve() in seen:
+        raise ConfigError(f"recipe base cycle: {' -> '.join(str(p) for p in (*seen, path))}")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    if base is not None:
+        base_path = path.parent / f"{base}.yaml" if not str(base).endswith(".yaml") else path.parent / base
+        if not base_path.is_file():
+            base_path = resolve_recipe_path(base)
+        chain = _recipe_chain(base_path, (*seen, path.resolve()))
+    chain.append((path, data))
+    return chain
+
+
+def _valid_keys_message(cfg: DictConfig, full_key: str) -> str:
+    parent_key = full_key.rpartition(".")[0]
+    node = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    keys = sorted(node.keys()) if isinstance(node, DictConfig) else []
+    where = f"'{parent_key}'" if parent_key else "the top level"
+    return f"unknown config key '{full_key}'; valid keys under {where}: {', '.join(map(str, keys))}"
+
+
+def _merge(cfg: DictConfig, update: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, update)
+    except ConfigKeyError as err:
+        raise ConfigError(f"{source}: {_valid_keys_message(cfg, err.full_key)}") from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: {err.msg if hasattr(err, 'msg') else err}") from None
+
+
+_OVERRIDE = re.compile(r"^([A-Za-z_][\w.]*)=(.*)$")
+
+
+def parse_overrides(overrides: list[str]) -> list[str]:
+    """Check ``key=value`` syntax early with a clear message."""
+    for item in overrides:
+        if not _OVERRIDE.match(item):
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+    return list(overrides)
+
+
+def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema defaults <- recipe chain (base first) <- ``key=value`` overrides, validated."""
+    cfg = schema()
+    if recipe is not None:
+        for path, data in _recipe_chain(resolve_recipe_path(recipe)):
+            cfg = _merge(cfg, data, f"recipe {path}")
+    if overrides:
+        dotlist = OmegaConf.from_dotlist(parse_overrides(overrides))
+        cfg = _merge(cfg, dotlist, "command-line override")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> DictConfig:
+    """Rebuild a validated config from a plain dict (e.g. the one stored in a checkpoint)."""
+    cfg = _merge(schema(), data, "stored config")
+    validate(cfg)
+    return cfg
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Cross-field checks the types alone cannot express."""
+    data, model = cfg.data, cfg.model
+    for name in ("height", "width"):
+        value = data[name]
+        if value < 64 or value % 32:
+            raise ConfigError(f"data.{name}={value}: must be a multiple of 32 and >= 64 (the encoder downsamples 32x)")
+    if not data.frame_ids or data.frame_ids[0] != 0:
+        raise ConfigError(f"data.frame_ids={list(data.frame_ids)}: the target frame 0 must come first")
+    if not 0 < model.min_depth < model.max_depth:
+        raise ConfigError(f"model.min_depth/max_depth = {model.min_depth}/{model.max_depth}: need 0 < min < max")
+    if sorted(model.scales) != list(range(len(model.scales))):
+        raise ConfigError(f"model.scales={list(model.scales)}: must be 0..n-1 (e.g. [0, 1, 2, 3])")
+    if cfg.train.precision not in ("fp32", "bf16"):
+        raise ConfigError(f"train.precision={cfg.train.precision!r}: use fp32 or bf16")
+    if cfg.optim.batch_size < 1:
+        raise ConfigError(f"optim.batch_size={cfg.optim.batch_size}: must be >= 1")
+
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """``key=value`` overrides on an existing config (e.g. one stored in a checkpoint), validated."""
+    if not overrides:
+        return cfg
+    merged = _merge(cfg, OmegaConf.from_dotlist(parse_overrides(overrides)), "command-line override")
+    validate(merged)
+    return merged

@@ -1,0 +1,626 @@
+"""Vectorised ray casting of the street scene: exact depth, object ids, surfaces and their textures.
+
+One cast per view: every primitive is tested only against the pixels inside its projected bounding
+rectangle (the box's corners, clipped by the near plane, projected), and all (pixel, primitive) pairs of
+one kind are intersected in a single batch of tensor operations; the nearest hit per pixel comes from a
+``scatter_reduce``. The ground (road, kerbs, sidewalks, verges) is a stepped height field intersected for
+every ray. The same routine renders mirror views (wet-road reflections: the camera reflected in the
+road plane) and orthographic views from the sun (shadow maps).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from robustdepth.world import scene as S
+from robustdepth.world.textures import band, fbm, hash2, lines, pulse_train
+
+NEAR = 0.05
+MAX_GROUND_DISTANCE = 600.0
+_CORNERS = torch.tensor([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=torch.float32)
+_EDGES = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7], [0, 2], [1, 3], [4, 6], [5, 7], [0, 4], [1, 5], [2, 6],
+                       [3, 7]])
+
+
+# ------------------------------------------------------------------------------------------------- views
+
+
+@dataclass
+class PinholeView:
+    """A pinhole camera at render resolution; ``mirror`` reflects it in the road plane y = 0.
+
+    Ray directions are scaled so their camera-frame z is 1: the ray parameter t IS the depth.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    rotation: Tensor  # 3×3 camera-to-world
+    origin: Tensor    # 3
+    height: int
+    width: int
+    mirror: bool = False
+
+    def rays(self) -> tuple[Tensor, Tensor]:
+        """(origin 3, directions N×3) in world coordinates, row-major pixel order."""
+        v, u = torch.meshgrid(torch.arange(self.height, dtype=torch.float32),
+                              torch.arange(self.width, dtype=torch.float32), indexing="ij")
+        cam = torch.stack([(u - self.cx) / self.fx, (v - self.cy) / self.fy, torch.ones_like(u)], -1).reshape(-1, 3)
+        dirs = cam @ self.rotation.T
+        return self._flip(self.origin), self._flip(dirs)
+
+    def _flip(self, x: Tensor) -> Tensor:
+        return x * torch.tensor([1.0, -1.0, 1.0]) if self.mirror else x
+
+    def pixel_derivatives(self) -> tuple[Tensor, Tensor]:
+        """∂direction/∂pixel-x and ∂direction/∂pixel-y (world, 3 each) for ray differentials."""
+        return self._flip(self.rotation[:, 0] / self.fx), self._flip(self.rotation[:, 1] / self.fy)
+
+    def project(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """World points …×3 → (u, v, z) in this view (z = depth; meaningless where z <= 0)."""
+        cam = (self._flip(points) - self.origin) @ self.rotation
+        z = cam[..., 2]
+        zs = z.clamp_min(1e-6)
+        return self.fx * cam[..., 0] / zs + self.cx, self.fy * cam[..., 1] / zs + self.cy, z
+
+    @property
+    def clips(self) -> bool:
+        return True
+
+
+@dataclass
+class OrthoView:
+    """Orthographic view along ``forward`` (a shadow map): pixel (i, j) is the ray from
+    ``corner + j·texel·right + i·texel·up`` in direction ``forward``."""
+
+    right: Tensor
+    up: Tensor
+    forward: Tensor
+    corner: Tensor
+    texel: float
+    height: int
+    width: int
+
+    def rays(self) -> tuple[Tensor, Tensor]:
+        v, u = torch.meshgrid(torch.arange(self.height, dtype=torch.float32),
+                              torch.arange(self.width, dtype=torch.float32), indexing="ij")
+        origins = self.corner + (u.reshape(-1, 1) * self.right + v.reshape(-1, 1) * self.up) * self.texel
+        return origins, self.forward.expand(origins.shape[0], 3)
+
+    def project(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        rel = points - self.corner
+        return (rel @ self.right) / self.texel, (rel @ self.up) / self.texel, rel @ self.forward
+
+    @property
+    def clips(self) -> bool:
+        return False
+
+
+# ----------------------------------------------------------------------------------------- intersection
+
+
+def _axes(yaw: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.cos(yaw), torch.sin(yaw)
+
+
+def _to_local(vec: Tensor, c: Tensor, s: Tensor) -> Tensor:
+    """World vectors …×3 into primitive frames (local x = (c, 0, −s), local z = (s, 0, c))."""
+    x, y, z = vec.unbind(-1)
+    return torch.stack([x * c - z * s, y, x * s + z * c], -1)
+
+
+def _from_local(vec: Tensor, c: Tensor, s: Tensor) -> Tensor:
+    x, y, z = vec.unbind(-1)
+    return torch.stack([x * c + z * s, y, -x * s + z * c], -1)
+
+
+def _corners_world(prims: S.Primitives) -> Tensor:
+    c, s = _axes(prims.yaw)
+    local = _CORNERS.unsqueeze(0) * prims.half.unsqueeze(1)  # P×8×3
+    return _from_local(local, c.unsqueeze(1), s.unsqueeze(1)) + prims.center.unsqueeze(1)
+
+
+def _rects(view, prims: S.Primitives) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Screen rectangles (x0, y0, w, h) bounding each primitive, and which primitives are visible at all."""
+    corners = _corners_world(prims)
+    u, v, z = view.project(corners)
+    if view.clips:  # add the box's edge crossings of the near plane; drop corners behind it
+        a, b = corners[:, _EDGES[:, 0]], corners[:, _EDGES[:, 1]]
+        za, zb = z[:, _EDGES[:, 0]], z[:, _EDGES[:, 1]]
+        f = ((NEAR - za) / (zb - za).where((zb - za).abs() > 1e-9, torch.ones_like(za))).clamp(0, 1)
+        cross = a + (b - a) * f.unsqueeze(-1)
+        cu, cv, _ = view.project(cross)
+        crosses = (za - NEAR) * (zb - NEAR) < 0
+        u, v = torch.cat([u, cu], 1), torch.cat([v, cv], 1)
+        valid = torch.cat([z >= NEAR, crosses], 1)
+        # points exactly on the near plane project far away; keep them, they bound the rectangle correctly
+    else:
+        valid = torch.ones_like(u, dtype=torch.bool)
+    big = 1e9
+    umin = torch.where(valid, u, big).amin(1).clamp(-1, view.width + 1)
+    umax = torch.where(valid, u, -big).amax(1).clamp(-2, view.width)
+    vmin = torch.where(valid, v, big).amin(1).clamp(-1, view.height + 1)
+    vmax = torch.where(valid, v, -big).amax(1).clamp(-2, view.height)
+    x0 = torch.floor(umin).clamp_min(0).long()
+    x1 = torch.ceil(umax).clamp_max(view.width - 1).long()
+    y0 = torch.floor(vmin).clamp_min(0).long()
+    y1 = torch.ceil(vmax).clamp_max(view.height - 1).long()
+    visible = valid.any(1) & (x1 >= x0) & (y1 >= y0)
+    return x0, y0, x1 - x0 + 1, y1 - y0 + 1, visible
+
+
+def _pairs(x0: Tensor, y0: Tensor, w: Tensor, h: Tensor, width: int) -> tuple[Tensor, Tensor]:
+    """All (pixel index, primitive index) pairs of the rectangles, fully vectorised."""
+    area = w * h
+    prim = torch.repeat_interleave(torch.arange(area.shape[0]), area)
+    start = torch.cumsum(area, 0) - area
+    k = torch.arange(prim.shape[0]) - start[prim]
+    wp = w[prim]
+    return (y0[prim] + k // wp) * width + x0[prim] + k % wp, prim
+
+
+def _safe(d: Tensor) -> Tensor:
+    return torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+
+
+def _hit_box(o: Tensor, d: Tensor, h: Tensor) -> Tensor:
+    inv = 1.0 / _safe(d)
+    t1, t2 = (-h - o) * inv, (h - o) * inv
+    tnear = torch.minimum(t1, t2).amax(-1)
+    tfar = torch.maximum(t1, t2).amin(-1)
+    ok = (tnear <= tfar) & (tnear > NEAR)
+    return torch.where(ok, tnear, math.inf)
+
+
+def _hit_ellipsoid(o: Tensor, d: Tensor, h: Tensor) -> Tensor:
+    os, ds = o / h, d / h
+    a = (ds * ds).sum(-1)
+    b = (os * ds).sum(-1)
+    c = (os * os).sum(-1) - 1
+    disc = b * b - a * c
+    t = (-b - disc.clamp_min(0).sqrt()) / a
+    return torch.where((disc >= 0) & (t > NEAR), t, math.inf)
+
+
+def _hit_cylinder(o: Tensor, d: Tensor, h: Tensor) -> Tensor:
+    """Vertical elliptic cylinder |y| ≤ h_y, with its top cap (the bottom stands on the ground)."""
+    ox, oy, oz = (o / h).unbind(-1)
+    dx, dy, dz = (d / h).unbind(-1)
+    a = (dx * dx + dz * dz).clamp_min(1e-12)
+    b = ox * dx + oz * dz
+    c = ox * ox + oz * oz - 1
+    disc = b * b - a * c
+    t = (-b - disc.clamp_min(0).sqrt()) / a
+    y = oy + t * dy
+    side = torch.where((disc >= 0) & (t > NEAR) & (y.abs() <= 1), t, math.inf)
+    tc = (-1 - oy) / _safe(dy)
+    cx, cz = ox + tc * dx, oz + tc * dz
+    cap = torch.where((tc > NEAR) & (cx * cx + cz * cz <= 1), tc, math.inf)
+    return torch.minimum(side, cap)
+
+
+_HIT = {S.BOX: _hit_box, S.ELLIPSOID: _hit_ellipsoid, S.CYLINDER: _hit_cylinder}
+
+
+@dataclass
+class Hits:
+    """Nearest hit per ray: t (inf = none), prim (index into the cast's primitives; −1 none, −2 ground)."""
+
+    t: Tensor
+    prim: Tensor
+
+
+def _ground_t(road: S.Road, origin: Tensor, dirs: Tensor) -> Tensor:
+    """Ray parameter of the first hit with the stepped ground (road at y = 0, raised parts at −kerb)."""
+    dy = dirs[:, 1]
+    down = dy > 1e-7
+    dys = torch.where(down, dy, torch.ones_like(dy))
+    t0 = (0.0 - origin[..., 1]) / dys
+    t1 = (-road.kerb_height - origin[..., 1]) / dys
+    p0 = origin + t0.unsqueeze(-1) * dirs
+    p1 = origin + t1.unsqueeze(-1) * dirs
+    raised0 = road.raised(p0[:, 0], p0[:, 2])
+    raised1 = road.raised(p1[:, 0], p1[:, 2])
+    t = torch.where(raised1, t1, t0)
+    face = ~raised1 & raised0 & down
+    if face.any():  # the kerb's vertical face: bisect the raised/not-raised transition along the ray
+        idx = face.nonzero().squeeze(1)
+        lo, hi = t1[idx], t0[idx]
+        o = origin if origin.ndim == 1 else origin[idx]
+        d = dirs[idx]
+        for _ in range(10):
+            mid = 0.5 * (lo + hi)
+            p = o + mid.unsqueeze(-1) * d
+            r = road.raised(p[:, 0], p[:, 2])
+            hi = torch.where(r, mid, hi)
+            lo = torch.where(r, lo, mid)
+        t[idx] = 0.5 * (lo + hi)
+    return torch.where(down & (t < MAX_GROUND_DISTANCE), t, math.inf)
+
+
+def cast(view, scene: S.Scene, prims: S.Primitives, ground: bool = True) -> Hits:
+    """Nearest intersection of every pixel's ray with the ground and the given primitives."""
+    origin, dirs = view.rays()
+    n = dirs.shape[0]
+    best = torch.full((n,), math.inf)
+    x0, y0, w, h, visible = _rects(view, prims)
+    pair_pix, pair_prim, pair_t = [], [], []
+    for kind, fn in _HIT.items():
+        sel = (visible & (prims.kind == kind)).nonzero().squeeze(1)
+        if sel.numel() == 0:
+            continue
+        pix, local = _pairs(x0[sel], y0[sel], w[sel], h[sel], view.width)
+        pidx = sel[local]
+        c, s = _axes(prims.yaw[pidx])
+        d = _to_local(dirs[pix], c, s)
+        if origin.ndim == 1:
+            cp, sp = _axes(prims.yaw[sel])
+            o = _to_local(origin - prims.center[sel], cp, sp)[local]
+        else:
+            o = _to_local(origin[pix] - prims.center[pidx], c, s)
+        t = fn(o, d, prims.half[pidx])
+        hit = t < math.inf
+        pair_pix.append(pix[hit])
+        pair_prim.append(pidx[hit])
+        pair_t.append(t[hit])
+    if pair_t:
+        pix, pidx, t = torch.cat(pair_pix), torch.cat(pair_prim), torch.cat(pair_t)
+        best = best.scatter_reduce(0, pix, t, "amin")
+    else:
+        pix = pidx = torch.zeros(0, dtype=torch.int64)
+        t = torch.zeros(0)
+    prim = torch.full((n,), -1, dtype=torch.int64)
+    if t.numel():
+        win = t == best[pix]
+        prim = prim.scatter_reduce(0, pix[win], pidx[win], "amax")
+    if ground:
+        tg = _ground_t(scene.road, origin, dirs)
+        g = tg < best
+        best = torch.where(g, tg, best)
+        prim = torch.where(g, torch.full_like(prim, -2), prim)
+    return Hits(t=best, prim=prim)
+
+
+def cull(scene: S.Scene, position: Tensor, forward: Tensor, behind: float = 15.0, ahead: float = 400.0
+         ) -> S.Primitives:
+    """Primitives not entirely behind the camera and within ``ahead`` metres (cheap pre-culling)."""
+    rel = scene.prims.center - position
+    along = rel @ forward
+    reach = scene.prims.half.norm(dim=1)
+    keep = (along + reach > -behind) & (along - reach < ahead)
+    return scene.prims.subset(keep)
+
+
+# --------------------------------------------------------------------------------------------- surfaces
+
+
+@dataclass
+class Surface:
+    """Everything shading needs about the visible surface of each pixel (N = pixels; sky rows included).
+
+    ``hit``: not sky; ``t``: depth (camera z; ray parameter); ``dist``: Euclidean distance; ``p`` world
+    hit point; ``n`` world normal (facing the camera); ``dirs`` ray directions (not unit); ``material``;
+    ``base`` base albedo; ``instance`` object id (0 sky); ``u``/``v`` surface coordinates in metres
+    (façades: along/height); ``fu``/``fv`` their pixel footprints; ``param`` material parameters;
+    ``lateral`` road-relative lateral position; ``along`` z.
+    """
+
+    hit: Tensor
+    t: Tensor
+    dist: Tensor
+    p: Tensor
+    n: Tensor
+    dirs: Tensor
+    origin: Tensor
+    material: Tensor
+    base: Tensor
+    instance: Tensor
+    u: Tensor
+    v: Tensor
+    fu: Tensor
+    fv: Tensor
+    param: Tensor
+    seed: Tensor
+    lateral: Tensor
+
+
+def _ground_attributes(scene: S.Scene, p: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Material, object id and normal of ground hits (top of road/sidewalk/verge, or a kerb face)."""
+    road = scene.road
+    lat = road.lateral(p[:, 0], p[:, 2])
+    top = (p[:, 1] >= -1e-4) | (p[:, 1] <= -road.kerb_height + 1e-4)
+    raised = p[:, 1] < -1e-4
+    on_sidewalk = lat.abs() < road.half_width + road.sidewalk
+    material = torch.where(raised, torch.where(on_sidewalk, S.SIDEWALK, S.GRASS), S.ROAD)
+    material = torch.where(top, material, S.KERB)
+    left = lat < 0
+    inst = torch.where(raised & on_sidewalk, torch.where(left, S.LEFT_SIDEWALK_ID, S.RIGHT_SIDEWALK_ID),
+                       torch.where(left, S.LEFT_VERGE_ID, S.RIGHT_VERGE_ID))
+    inst = torch.where(raised | ~top, inst, S.ROAD_ID)
+    inst = torch.where(~top, torch.where(left, S.LEFT_SIDEWALK_ID, S.RIGHT_SIDEWALK_ID), inst)
+    n = torch.zeros_like(p)
+    n[:, 1] = -1.0
+    if (~top).any():  # kerb faces: lateral kerbs face the road, crossing kerbs face the crossing
+        idx = (~top).nonzero().squeeze(1)
+        yaw = road.heading(p[idx, 2])
+        right = torch.stack([torch.cos(yaw), torch.zeros_like(yaw), -torch.sin(yaw)], -1)
+        nl = -torch.sign(lat[idx]).unsqueeze(-1) * right
+        dl = (lat[idx].abs() - road.half_width).abs()
+        dz = torch.full_like(dl, math.inf)
+        nz = torch.zeros_like(nl)
+        for zc, hw in road.crossings:
+            rel = p[idx, 2] - zc
+            gap = (rel.abs() - hw).abs()
+            closer = gap < dz
+            dz = torch.where(closer, gap, dz)
+            nz[:, 2] = torch.where(closer, -torch.sign(rel), nz[:, 2])
+        n[idx] = torch.where((dl <= dz).unsqueeze(-1), nl, nz)
+    return material, inst, n, lat
+
+
+def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
+    """Hit point, normal, material, ids, surface coordinates and footprints for every pixel."""
+    origin, dirs = view.rays()
+    n_pix = dirs.shape[0]
+    hit = hits.t < math.inf
+    t = torch.where(hit, hits.t, torch.zeros_like(hits.t))
+    p = origin + t.unsqueeze(-1) * dirs
+    normal = torch.zeros(n_pix, 3)
+    material = torch.zeros(n_pix, dtype=torch.int64)
+    base = torch.zeros(n_pix, 3)
+    inst = torch.zeros(n_pix, dtype=torch.int64)
+    u = torch.zeros(n_pix)
+    v = torch.zeros(n_pix)
+    eu = torch.zeros(n_pix, 3)
+    ev = torch.zeros(n_pix, 3)
+    param = torch.zeros(n_pix, 4)
+    seed = torch.zeros(n_pix, dtype=torch.int64)
+
+    g = (hits.prim == -2).nonzero().squeeze(1)
+    lateral = torch.zeros(n_pix)
+    if g.numel():
+        gm, gi, gn, glat = _ground_attributes(scene, p[g])
+        material[g], inst[g], normal[g], lateral[g] = gm, gi, gn, glat
+        u[g], v[g] = p[g, 0], p[g, 2]
+        eu[g] = torch.tensor([1.0, 0, 0])
+        ev[g] = torch.tensor([0, 0, 1.0])
+        side = ~((gn[:, 1] == -1.0))
+        if side.any():  # kerb faces: texture in (along, height)
+            si = g[side]
+            u[si] = p[si, 2] + p[si, 0]
+            v[si] = p[si, 1]
+            ev[si] = torch.tensor([0, 1.0, 0])
+        seed[g] = gi
+
+    o = (hits.prim >= 0).nonzero().squeeze(1)
+    if o.numel():
+        pi = hits.prim[o]
+        c, s = _axes(prims.yaw[pi])
+        h = prims.half[pi]
+        pl = _to_local(p[o] - prims.center[pi], c, s)
+        kind = prims.kind[pi]
+        rel = pl / h
+        axis = rel.abs().argmax(-1)
+        nb = torch.nn.functional.one_hot(axis, 3).float() * torch.sign(rel)
+        ne = pl / (h * h)
+        nc = torch.stack([pl[:, 0] / h[:, 0] ** 2, torch.zeros_like(pl[:, 0]), pl[:, 2] / h[:, 2] ** 2], -1)
+        cap = pl[:, 1] <= -h[:, 1] + 1e-3
+        nc = torch.where(cap.unsqueeze(-1), torch.tensor([0, -1.0, 0]), nc)
+        nl = torch.where((kind == S.BOX).unsqueeze(-1), nb, torch.where((kind == S.ELLIPSOID).unsqueeze(-1), ne, nc))
+        nl = nl / nl.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        normal[o] = _from_local(nl, c, s)
+        dom = nl.abs().argmax(-1)  # projection plane for the texture: by the dominant local normal axis
+        xs, ys, zs = pl.unbind(-1)
+        hx, hy, hz = h.unbind(-1)
+        u[o] = torch.where(dom == 0, zs + hz, xs + hx)
+        v[o] = torch.where(dom == 1, zs + hz, hy - ys)
+        one, zero = torch.ones_like(c), torch.zeros_like(c)
+        xhat = torch.stack([c, zero, -s], -1)
+        zhat = torch.stack([s, zero, c], -1)
+        yhat = torch.stack([zero, -one, zero], -1)
+        eu[o] = torch.where((dom == 0).unsqueeze(-1), zhat, xhat)
+        ev[o] = torch.where((dom == 1).unsqueeze(-1), zhat, yhat)
+        material[o] = prims.material[pi]
+        base[o] = prims.color[pi]
+        inst[o] = prims.instance[pi]
+        param[o] = prims.param[pi]
+        seed[o] = prims.instance[pi] * 7 + dom
+
+    # Normals face the viewer (thin geometry seen from inside/behind stays lit consistently).
+    facing = (normal * dirs).sum(-1) > 0
+    normal = torch.where(facing.unsqueeze(-1), -normal, normal)
+    fu, fv = _footprints(view, dirs, t, normal, eu, ev)
+    dist = t * dirs.norm(dim=-1)
+    inst = torch.where(hit, inst, torch.zeros_like(inst))
+    return Surface(hit=hit, t=t, dist=dist, p=p, n=normal, dirs=dirs, origin=origin, material=material,
+                   base=base, instance=inst, u=u, v=v, fu=fu, fv=fv, param=param, seed=seed, lateral=lateral)
+
+
+def _footprints(view, dirs: Tensor, t: Tensor, n: Tensor, eu: Tensor, ev: Tensor) -> tuple[Tensor, Tensor]:
+    """Ray differentials: how far (in metres along the texture axes) one pixel step moves the hit point."""
+    if isinstance(view, OrthoView):
+        return torch.full_like(t, view.texel), torch.full_like(t, view.texel)
+    dx, dy = view.pixel_derivatives()
+    nd = (n * dirs).sum(-1)
+    nd = torch.where(nd.abs() < 0.03, torch.full_like(nd, -0.03), nd)
+    px = t.unsqueeze(-1) * (dx - dirs * ((n @ dx) / nd).unsqueeze(-1))
+    py = t.unsqueeze(-1) * (dy - dirs * ((n @ dy) / nd).unsqueeze(-1))
+    fu = torch.sqrt((px * eu).sum(-1) ** 2 + (py * eu).sum(-1) ** 2)
+    fv = torch.sqrt((px * ev).sum(-1) ** 2 + (py * ev).sum(-1) ** 2)
+    return fu.clamp(1e-4, 5.0), fv.clamp(1e-4, 5.0)
+
+
+# ------------------------------------------------------------------------------------------ material look
+
+
+@dataclass
+class Look:
+    """Textured material response: albedo N×3, glossiness N (sky reflection weight), window coverage N,
+    lit-window emission weight N (for night), bulb mask N, and the road-marking coverage N."""
+
+    albedo: Tensor
+    gloss: Tensor
+    window: Tensor
+    lit: Tensor
+    bulb: Tensor
+    paint: Tensor
+
+
+def _mix(a: Tensor, b: Tensor, w: Tensor) -> Tensor:
+    return a + (b - a) * w.unsqueeze(-1)
+
+
+def _rgb(r: float, g: float, b: float) -> Tensor:
+    return torch.tensor([r, g, b])
+
+
+def material_look(surf: Surface, scene: S.Scene) -> Look:
+    """Albedo and material masks from band-limited, world-anchored procedural textures."""
+    m = surf.material
+    u, v, fu, fv = surf.u, surf.v, surf.fu, surf.fv
+    fp = torch.maximum(fu, fv)
+    n_pix = u.shape[0]
+    albedo = surf.base.clone()
+    gloss = torch.zeros(n_pix)
+    window = torch.zeros(n_pix)
+    lit = torch.zeros(n_pix)
+    paint = torch.zeros(n_pix)
+    seed = surf.seed + scene.seed * 131
+
+    def sel(*mats: int) -> Tensor:
+        mask = torch.zeros(n_pix, dtype=torch.bool)
+        for k in mats:
+            mask |= m == k
+        return mask.nonzero().squeeze(1)
+
+    i = sel(S.ROAD)
+    if i.numel():
+        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=0.35, octaves=6)
+        patches = fbm(u[i], v[i], fp[i], seed[i] + 9, base_frequency=0.04, octaves=3)
+        col = _rgb(0.085, 0.085, 0.09) * (0.55 + 0.9 * grain).unsqueeze(-1) * (0.8 + 0.4 * patches).unsqueeze(-1)
+        lat, z = surf.lateral[i], v[i]
+        road = scene.road
+        flu = fu[i]
+        crossing = road.in_crossing(z)
+        dash = pulse_train(z, 12.0, 4.5, fv[i])
+        mark = band(lat, -0.08, 0.08, flu) * dash * (road.lanes_each_way == 1)
+        mark = mark + band(lat, -0.22, -0.08, flu) * (road.lanes_each_way == 2)
+        mark = mark + band(lat, 0.08, 0.22, flu) * (road.lanes_each_way == 2)
+        for k in range(1, road.lanes_each_way):
+            mark = mark + (band(lat, 3.2 * k - 0.08, 3.2 * k + 0.08, flu) +
+                           band(lat, -3.2 * k - 0.08, -3.2 * k + 0.08, flu)) * dash
+        e = road.edge_line()
+        mark = mark + band(lat, e - 0.08, e + 0.08, flu) + band(lat, -e - 0.08, -e + 0.08, flu)
+        mark = mark * ~crossing
+        for zc, hw in road.crossings:  # zebra crossing and stop line before each crossing street
+            zebra = band(z, zc - hw - 4.5, zc - hw - 1.5, fv[i]) * pulse_train(lat, 1.1, 0.55, flu)
+            zebra = zebra * (lat.abs() < e)
+            stop = band(z, zc - hw - 5.4, zc - hw - 5.0, fv[i]) * band(lat, 0.0, e, flu)
+            mark = mark + zebra + stop
+        mark = mark.clamp(0, 1) * (0.75 + 0.25 * grain)
+        paint[i] = mark
+        albedo[i] = _mix(col, _rgb(0.62, 0.62, 0.6), mark)
+
+    i = sel(S.SIDEWALK)
+    if i.numel():
+        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=0.8, octaves=5)
+        tiles = torch.maximum(lines(u[i], 0.6, 0.025, fu[i]), lines(v[i], 0.6, 0.025, fv[i]))
+        tone = 0.85 + 0.3 * hash2(torch.floor(u[i] / 0.6).long(), torch.floor(v[i] / 0.6).long(), 5)
+        fade = ((0.5 - fp[i] / 0.6) / 0.3).clamp(0, 1)  # tile-tone contrast fades as tiles shrink below 2 px
+        tone = 1 + (tone - 1) * fade
+        col = _rgb(0.36, 0.35, 0.33) * ((0.7 + 0.6 * grain) * tone).unsqueeze(-1)
+        albedo[i] = _mix(col, _rgb(0.18, 0.18, 0.17), tiles * 0.8)
+
+    i = sel(S.KERB)
+    if i.numel():
+        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=1.5, octaves=4)
+        albedo[i] = _rgb(0.48, 0.48, 0.46) * (0.75 + 0.5 * grain).unsqueeze(-1)
+
+    i = sel(S.GRASS)
+    if i.numel():
+        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=0.7, octaves=6)
+        albedo[i] = _rgb(0.10, 0.17, 0.05) * (0.45 + 1.1 * grain).unsqueeze(-1)
+
+    i = sel(S.FACADE)
+    if i.numel():
+        albedo[i], gloss[i], window[i], lit[i] = _facade(surf, i, seed[i], fp[i])
+
+    i = sel(S.CAR_PAINT)
+    if i.numel():
+        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=2.0, octaves=3)
+        albedo[i] = surf.base[i] * (0.85 + 0.3 * grain).unsqueeze(-1)
+        gloss[i] = 0.12
+        trim = band(v[i], 0.05, 0.2, fv[i])  # a dark bumper strip near the bottom of the body
+        albedo[i] = _mix(albedo[i], _rgb(0.04, 0.04, 0.04), trim)
+
+    i = sel(S.CAR_GLASS)
+    if i.numel():
+        top = surf.n[i, 1] < -0.7
+        glass = band(v[i], 0.08, 0.52, fv[i])
+        pillars = lines(u[i], 1.2, 0.12, fu[i])
+        glass = glass * (1 - pillars)
+        albedo[i] = torch.where(top.unsqueeze(-1), surf.base[i], _mix(surf.base[i], _rgb(0.03, 0.035, 0.04), glass))
+        gloss[i] = torch.where(top, torch.full_like(glass, 0.12), 0.12 + 0.3 * glass)
+
+    i = sel(S.WHEEL, S.METAL, S.TRUNK)
+    if i.numel():
+        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=3.0, octaves=4)
+        albedo[i] = surf.base[i] * (0.7 + 0.6 * grain).unsqueeze(-1)
+
+    i = sel(S.SIGN)
+    if i.numel():
+        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=4.0, octaves=3)
+        albedo[i] = surf.base[i] * (0.85 + 0.3 * grain).unsqueeze(-1)
+        gloss[i] = 0.1
+
+    i = sel(S.FOLIAGE)
+    if i.numel():
+        leaf = fbm(u[i], v[i], fp[i], seed[i], base_frequency=1.5, octaves=5, gain=0.65)
+        albedo[i] = surf.base[i] * (0.3 + 1.4 * leaf).unsqueeze(-1)
+
+    bulb = (m == S.BULB).float() * surf.hit
+    return Look(albedo=albedo, gloss=gloss, window=window, lit=lit, bulb=bulb, paint=paint)
+
+
+def _facade(surf: Surface, i: Tensor, seed: Tensor, fp: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Plaster or brick walls with a grid of windows (param: spacing, floor height, width, ±height;
+    a negative height means brick). Roofs (top faces) are dark."""
+    u, v, fu, fv = surf.u[i], surf.v[i], surf.fu[i], surf.fv[i]
+    spacing, floor_h, win_w, win_h = surf.param[i].unbind(-1)
+    brick = win_h < 0
+    win_h = win_h.abs()
+    base = surf.base[i]
+    grain = fbm(u, v, fp, seed, base_frequency=0.9, octaves=6)
+    stain = fbm(u, v, fp, seed + 3, base_frequency=0.08, octaves=3)
+    col = base * ((0.7 + 0.6 * grain) * (0.85 + 0.3 * stain)).unsqueeze(-1)
+    # Brick: 0.25 m × 0.075 m courses, running bond; mortar lines fade once they fall below a pixel.
+    course = torch.floor(v / 0.075)
+    shift = (course.remainder(2) * 0.125)
+    mortar = torch.maximum(lines(v, 0.075, 0.012, fv), lines(u + shift, 0.25, 0.012, fu))
+    tone = 0.8 + 0.4 * hash2(torch.floor((u + shift) / 0.25).long(), course.long(), seed)
+    tone = 1 + (tone - 1) * ((0.12 - fp) / 0.06).clamp(0, 1)
+    brick_col = _mix(col * tone.unsqueeze(-1), _rgb(0.5, 0.48, 0.45), mortar * 0.7)
+    col = torch.where(brick.unsqueeze(-1), brick_col, col)
+    vertical = surf.n[i, 1].abs() < 0.5
+    has_windows = (spacing > 0) & vertical
+    sp = spacing.abs().clamp_min(0.5)
+    offset = (sp - win_w) / 2
+    floor_off = (floor_h - win_h) / 2 + 0.2
+    wu = pulse_train(u - offset, sp, win_w, fu)
+    wv = pulse_train(v - floor_off, floor_h, win_h, fv) * (v > floor_h * 0.5)
+    ground_shop = band(v, 0.5, floor_h * 0.8, fv) * pulse_train(u - 0.5, sp * 2, sp * 2 - 1.0, fu)
+    win = torch.where(has_windows, torch.maximum(wu * wv, ground_shop * (spacing > 2.8)), torch.zeros_like(u))
+    cell_u = torch.floor((u - offset) / sp).long()
+    cell_v = torch.floor((v - floor_off) / floor_h.clamp_min(0.5)).long()
+    lit = (hash2(cell_u, cell_v, seed + 11) < 0.35).float()
+    shade = 0.6 + 0.8 * hash2(cell_u, cell_v, seed + 12)
+    glass = _rgb(0.05, 0.06, 0.075) * shade.unsqueeze(-1)
+    col = _mix(col, glass, win)
+    roof = surf.n[i, 1] < -0.7
+    col = torch.where(roof.unsqueeze(-1), _rgb(0.12, 0.11, 0.11) * (0.6 + 0.8 * grain).unsqueeze(-1), col)
+    return col, 0.5 * win, win, lit * win
