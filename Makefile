@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev,onnx,hf,diffusion]"
+	$(PY) -m pip install -q -c constraints.txt --no-deps imagecorruptions==1.1.2
 	touch $(STAMP)
 
 demo: $(STAMP)

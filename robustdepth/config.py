@@ -148,6 +148,7 @@ def schema() -> DictConfig:
     tree["providers"] = _registry_section(PROVIDERS)
     cfg = OmegaConf.create(tree)
     OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg.data.options, False)  # free-form: each dataset validates its own options
     return cfg
 
 

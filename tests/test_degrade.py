@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -57,7 +59,7 @@ def test_severity_zero_is_identity_and_change_grows(condition: str) -> None:
         out = translate(images, condition, severity, generator=torch.Generator().manual_seed(5))
         changes.append(float((out - images).abs().mean()))
     assert changes[0] < 1e-4, changes
-    assert all(later > earlier for earlier, later in zip(changes, changes[1:])), changes
+    assert all(later > earlier for earlier, later in itertools.pairwise(changes)), changes
     assert changes[-1] > 0.02, f"{condition} at full severity changes the image too little: {changes}"
 
 
@@ -167,3 +169,35 @@ def test_sampler_rejects_bad_rules() -> None:
         DegradeSampler([("rain", 0.5, (0.8, 0.2))])
     with pytest.raises(ValueError, match="one image"):
         DegradeSampler([("rain", 1.0)]).apply(_scene(batch=2))
+
+
+def test_gallery_renders_grid_with_world_column(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from robustdepth.degrade.gallery import degradation_gallery
+
+    clear = (_scene(batch=1)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    world = {"day-rain": clear[::-1].copy(), "night": (clear // 4).astype(np.uint8)}
+    depth = image_position_depth(64, 128)[0, 0].numpy()
+    path = degradation_gallery(clear, world, tmp_path / "g" / "gallery.png", depth=depth,
+                               conditions=("night", "rain", "fog"))
+    rendered = np.asarray(Image.open(path).convert("RGB"))
+    assert rendered.shape[0] > 100 and rendered.shape[1] > rendered.shape[0]  # 3 rows × 5 columns, wide
+    assert rendered.std() > 10  # not blank
+    with pytest.raises(ValueError, match="world condition 'sandstorm'"):
+        degradation_gallery(clear, {"sandstorm": clear}, tmp_path / "x.png")
+    with pytest.raises(ValueError, match="uint8"):
+        degradation_gallery(clear.astype(np.float32), {}, tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_opencv_and_kornia_filter_paths_agree(condition: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPU tensors are filtered with OpenCV, others (GPU) with kornia: both give the same translation."""
+    from robustdepth.degrade import filters
+
+    images = _scene()
+    with_cv = translate(images, condition, 0.7, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(filters, "_use_cv", lambda _images: False)
+    with_kornia = translate(images, condition, 0.7, generator=torch.Generator().manual_seed(0))
+    assert (with_cv - with_kornia).abs().max() < 2e-3, condition

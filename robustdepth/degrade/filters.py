@@ -27,12 +27,13 @@ def _per_image_cv(images: torch.Tensor, fn: Callable[[np.ndarray, int], np.ndarr
     """Apply ``fn(hwc_float32_array, batch_index)`` to each image of a CPU ``B×C×H×W`` tensor with OpenCV."""
     b, c = images.shape[:2]
     arrays = images.detach().to(torch.float32).permute(0, 2, 3, 1).contiguous().numpy()
-    outputs = []
-    for i in range(b):
-        result = fn(arrays[i], i)
-        outputs.append(result.reshape(*result.shape[:2], c))
-    stacked = torch.from_numpy(np.stack(outputs)).permute(0, 3, 1, 2)
-    return stacked.to(images.dtype).contiguous()
+    first = fn(arrays[0], 0)
+    out = np.empty((b, *first.shape[:2], c), dtype=np.float32)
+    out[0] = first.reshape(*first.shape[:2], c)
+    for i in range(1, b):
+        out[i] = fn(arrays[i], i).reshape(*first.shape[:2], c)
+    # Returned in channels-last memory order (no copy back); elementwise torch ops accept any strides.
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.dtype)
 
 
 def _use_cv(images: torch.Tensor) -> bool:
@@ -59,16 +60,16 @@ def gaussian_blur(images: torch.Tensor, sigma: float | Sequence[float]) -> torch
     return kornia.filters.gaussian_blur2d(images, (k, k), torch.stack([sig, sig], dim=1))
 
 
-def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize to ``(H, W)``: area averaging when shrinking, bilinear when enlarging."""
+def resize(images: torch.Tensor, size: tuple[int, int], cubic: bool = False) -> torch.Tensor:
+    """Resize to ``(H, W)``: area averaging when shrinking, bilinear (or bicubic) when enlarging."""
     h, w = size
     shrinking = h <= images.shape[-2] and w <= images.shape[-1]
     if _use_cv(images):
-        mode = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        mode = cv2.INTER_AREA if shrinking else (cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR)
         return _per_image_cv(images, lambda a, _i: cv2.resize(a, (w, h), interpolation=mode))
     if shrinking:
         return F.adaptive_avg_pool2d(images, (h, w))
-    return F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False)
+    return F.interpolate(images, size=(h, w), mode="bicubic" if cubic else "bilinear", align_corners=False)
 
 
 def wide_blur(images: torch.Tensor, factor: int, sigma: float) -> torch.Tensor:

@@ -36,6 +36,7 @@ NIGHT_TINT = (0.72, 0.85, 1.08)  # scotopic blue shift at full severity
 LAMP_COLOUR = (1.0, 0.82, 0.55)  # sodium/halogen glow around estimated light sources
 RAIN_SKY = (0.62, 0.64, 0.67)  # overcast grey the rainy scene is pulled towards
 SNOW_WHITE = (0.93, 0.95, 0.98)  # slightly blue snow
+GAMMA = 2.2  # display gamma of the simple camera model used by low_exposure
 FOG_BETA_MAX = 0.09  # extinction (1/m) at severity 1 → meteorological visibility ≈ 43 m
 
 Translator = Callable[[torch.Tensor, torch.Tensor, torch.Generator | None, torch.Tensor | None], torch.Tensor]
@@ -52,7 +53,7 @@ def check_images(images: torch.Tensor) -> None:
         raise ValueError(f"images must be a floating-point tensor in [0, 1], got dtype {images.dtype}")
     if images.numel() == 0:
         raise ValueError(f"images is empty (shape {tuple(images.shape)})")
-    lo, hi = float(images.min()), float(images.max())
+    lo, hi = float(images.detach().min()), float(images.detach().max())
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-3 or hi > 1 + 1e-3:
         raise ValueError(f"images must have values in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
 
@@ -87,7 +88,7 @@ def _low_frequency_noise(images: torch.Tensor, cell: int, generator: torch.Gener
     """Smooth ``B×1×H×W`` noise in [0, 1] with features about ``cell`` pixels wide (bicubic-upsampled grid)."""
     b, _, h, w = images.shape
     grid = _rand((b, 1, max(2, h // cell + 2), max(2, w // cell + 2)), generator, images)
-    return F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    return filters.resize(grid, (h, w), cubic=True).clamp_(0, 1)
 
 
 def _sparse_points(images: torch.Tensor, size: tuple[int, int], max_fraction: float, s: torch.Tensor,
@@ -119,7 +120,12 @@ def _luminance(images: torch.Tensor) -> torch.Tensor:
 
 
 def _lerp(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
-    return a + (b - a) * weight
+    """``a + (b − a)·weight`` in one fused kernel, broadcasting all three."""
+    if isinstance(weight, torch.Tensor):
+        shape = torch.broadcast_shapes(a.shape, b.shape, weight.shape)
+        return torch.lerp(a.expand(shape), b.expand(shape), weight.to(a.dtype).expand(shape))
+    shape = torch.broadcast_shapes(a.shape, b.shape)
+    return torch.lerp(a.expand(shape), b.expand(shape), weight)
 
 
 def image_position_depth(height: int, width: int, horizon: float = HORIZON, near: float = NEAR_DEPTH,
@@ -172,26 +178,25 @@ def resolve_depth(images: torch.Tensor, depth: torch.Tensor | None) -> torch.Ten
 def _sensor_noise(images: torch.Tensor, shot: torch.Tensor, read: torch.Tensor,
                   generator: torch.Generator | None) -> torch.Tensor:
     """Add shot noise (variance ``shot²·x``) plus read noise (variance ``read²``) as one Gaussian draw."""
-    std = (shot.square() * images.clamp_min(0) + read.square()).sqrt()
-    return images + std * _randn(tuple(images.shape), generator, images)
+    std = (images.clamp_min(0) * shot.square()).add_(read.square()).sqrt_()
+    return torch.addcmul(images, std, _randn(tuple(images.shape), generator, images))
 
 
 def _koschmieder(images: torch.Tensor, depth: torch.Tensor, beta: torch.Tensor,
                  airlight: torch.Tensor) -> torch.Tensor:
     """Koschmieder's law ``I = J·t + A·(1 − t)``, ``t = exp(−β·d)``: attenuation plus scattered airlight."""
     transmission = torch.exp(-beta * depth)
-    return images * transmission + airlight * (1 - transmission)
+    return _lerp(airlight, images, transmission)
 
 
 # ------------------------------------------------------------------------------------------------ weather
-def _light_sources(images: torch.Tensor) -> torch.Tensor:
+def _light_sources(lum: torch.Tensor) -> torch.Tensor:
     """``B×1×H×W`` weight of pixels guessed to be light sources (lamps, lights, specular glints).
 
     A light is bright (luminance > ~0.75), brighter than its neighbourhood (top-hat), and small: where a large
     area is bright (sky, a white wall) the bright-area fraction around it is high and the weight is suppressed,
-    so the sky turns dark instead of glowing.
+    so the sky turns dark instead of glowing. ``lum`` is the image's ``B×1×H×W`` luminance.
     """
-    lum = _luminance(images)
     bright = ((lum - 0.72) / 0.2).clamp(0, 1)
     context = filters.wide_blur(torch.cat([lum, bright], dim=1), 8, 2.0)
     local_mean, bright_fraction = context[:, :1], context[:, 1:]
@@ -210,12 +215,12 @@ def _headlight_cone(images: torch.Tensor) -> torch.Tensor:
     return torch.exp(-(dx.square() + dy.square())) * ground_weight(h, w, images)
 
 
-def _sky_weight(images: torch.Tensor) -> torch.Tensor:
+def _sky_weight(lum: torch.Tensor) -> torch.Tensor:
     """``B×1×H×W`` weight of pixels guessed to be sky: bright and above the horizon (fading in just above it)."""
-    h = images.shape[-2]
-    rows = (torch.arange(h, device=images.device, dtype=images.dtype) + 0.5) / h
+    h = lum.shape[-2]
+    rows = (torch.arange(h, device=lum.device, dtype=lum.dtype) + 0.5) / h
     above = ((HORIZON - rows) / 0.1).clamp(0, 1).reshape(1, 1, h, 1)
-    return above * ((_luminance(images) - 0.45) / 0.3).clamp(0, 1)
+    return above * ((lum - 0.45) / 0.3).clamp(0, 1)
 
 
 def night(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None,
@@ -225,16 +230,18 @@ def night(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | No
     Light sources are estimated from small bright pixels (:func:`_light_sources`); they keep their brightness
     and get a warm glow. ``depth`` is unused (no depth-dependent term in this simple model).
     """
-    lights = _light_sources(images)
+    lum = _luminance(images)
+    lights = _light_sources(lum)
     glow = filters.wide_blur(lights, 4, 3.0)
     glow = glow / glow.amax(dim=(2, 3), keepdim=True).clamp_min(0.2)
 
-    dark = images.clamp_min(0).pow(1 + 1.3 * s) * (1 - 0.72 * s) * (1 - 0.6 * s * _sky_weight(images))
-    dark = _lerp(dark, _luminance(dark).expand_as(dark), 0.45 * s)  # colour vision fades in the dark
-    dark = dark * _lerp(torch.ones_like(_tint(NIGHT_TINT, images)), _tint(NIGHT_TINT, images), s)
+    gain = (1 - 0.72 * s) * (1 - 0.6 * s * _sky_weight(lum))  # B×1×H×W: overall and sky darkening
+    dark = images.clamp_min(0).pow(1 + 1.3 * s).mul_(gain)
+    dark = _lerp(dark, _luminance(dark), 0.45 * s)  # colour vision fades in the dark
+    dark = dark.mul_(_lerp(torch.ones_like(s), _tint(NIGHT_TINT, images), s))
     dark = _lerp(dark, images * 0.7, 0.45 * s * _headlight_cone(images))
-    lit = _lerp(dark, images, lights * s) + 0.4 * s * glow * _tint(LAMP_COLOUR, images)
-    return _sensor_noise(lit, 0.06 * s, 0.012 * s, generator).clamp(0, 1)
+    lit = _lerp(dark, images, lights * s).addcmul_(0.4 * s * glow, _tint(LAMP_COLOUR, images))
+    return _sensor_noise(lit, 0.06 * s, 0.012 * s, generator).clamp_(0, 1)
 
 
 def _rain_streaks(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -265,20 +272,20 @@ def _wet_ground(images: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     source_rows = (2 * horizon_row - torch.arange(h, device=images.device)).clamp(0, h - 1)
     reflection = filters.wide_blur(images, 2, 1.5)[:, :, source_rows, :]
     wet = images * (1 - 0.3 * s * ground)
-    return _lerp(wet, reflection * 0.8, 0.25 * s * ground)
+    return _lerp(wet, reflection.mul_(0.8), 0.25 * s * ground)
 
 
 def rain(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None,
          depth: torch.Tensor | None = None) -> torch.Tensor:
     """Day-clear → day-rain: overcast (desaturated, darker, flatter), wet ground, mild haze, slight blur, streaks."""
     distance = resolve_depth(images, depth)
-    overcast = _lerp(images, _luminance(images).expand_as(images), 0.5 * s)
-    overcast = _lerp(overcast, _tint(RAIN_SKY, images), 0.2 * s) * (1 - 0.22 * s)
+    overcast = _lerp(images, _luminance(images), 0.5 * s)
+    overcast = _lerp(overcast, _tint(RAIN_SKY, images), 0.2 * s).mul_(1 - 0.22 * s)
     wet = _wet_ground(overcast, s)
     hazy = _koschmieder(wet, distance, 0.015 * s, _tint(RAIN_SKY, images))
     soft = _lerp(hazy, filters.gaussian_blur(hazy, 1.0), 0.7 * s)
     streaks = _rain_streaks(images, s, generator) * (0.45 + 0.25 * s)
-    return _lerp(soft, torch.full_like(soft, 0.9), streaks).clamp(0, 1)
+    return _lerp(soft, torch.full_like(s, 0.9), streaks).clamp_(0, 1)
 
 
 def fog(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None,
@@ -296,7 +303,7 @@ def fog(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None
     small_lum = filters.resize(_luminance(images), (max(1, h // 4), max(1, w // 4))).flatten(1)
     bright = torch.quantile(small_lum.float(), 0.99, dim=1).to(images.dtype).clamp(0.7, 0.95)
     airlight = bright.reshape(-1, 1, 1, 1) * _tint((0.97, 0.99, 1.0), images)
-    return _koschmieder(images, distance, beta, airlight).clamp(0, 1)
+    return _koschmieder(images, distance, beta, airlight).clamp_(0, 1)
 
 
 def _snow_cover(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -325,7 +332,7 @@ def _snowflakes(images: torch.Tensor, s: torch.Tensor, generator: torch.Generato
         if scale == 1:
             flakes = filters.gaussian_blur(flakes, 0.5) * 2.0
         else:
-            flakes = F.interpolate(flakes, size=(h, w), mode="bilinear", align_corners=False) * 1.3
+            flakes = filters.resize(flakes, (h, w)) * 1.3
         total = total + flakes
     return total.clamp(0, 1)
 
@@ -341,14 +348,14 @@ def snow(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | Non
     hazy = _koschmieder(covered, distance, 0.02 * s, white * 0.9)
     soft = _lerp(hazy, filters.gaussian_blur(hazy, 1.0), 0.5 * s)
     flakes = _snowflakes(images, s, generator) * (0.6 + 0.35 * s)
-    return _lerp(soft, white, flakes).clamp(0, 1)
+    return _lerp(soft, white, flakes).clamp_(0, 1)
 
 
 # ------------------------------------------------------------------------------------------------- sensor
 def noise(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None,
           depth: torch.Tensor | None = None) -> torch.Tensor:
     """Sensor noise: shot noise (std ∝ √signal) plus read noise, both proportional to severity."""
-    return _sensor_noise(images, 0.15 * s, 0.04 * s, generator).clamp(0, 1)
+    return _sensor_noise(images, 0.15 * s, 0.04 * s, generator).clamp_(0, 1)
 
 
 def blur(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None,
@@ -359,11 +366,14 @@ def blur(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | Non
 
 def low_exposure(images: torch.Tensor, s: torch.Tensor, generator: torch.Generator | None = None,
                  depth: torch.Tensor | None = None) -> torch.Tensor:
-    """Under-exposure: scale linear radiance by 2^(−4·severity) (up to −4 EV) and add sensor noise there."""
-    linear = kornia.color.rgb_to_linear_rgb(images.clamp(0, 1))
-    exposed = linear * torch.exp2(-4.0 * s)
-    noisy = _sensor_noise(exposed, 0.02 * s, 0.002 * s, generator).clamp(0, 1)
-    return kornia.color.linear_rgb_to_rgb(noisy).clamp(0, 1)
+    """Under-exposure: scale linear radiance by 2^(−4·severity) (up to −4 EV) and add sensor noise there.
+
+    The camera response is a plain 2.2 power law (simpler than sRGB's piecewise curve, and cheaper): scaling
+    the exposure is then a multiplication of the encoded image by 2^(−4·s/2.2) before noise is added in linear.
+    """
+    linear = (images.clamp(0, 1) * torch.exp2(-4.0 * s / GAMMA)).pow_(GAMMA)
+    noisy = _sensor_noise(linear, 0.02 * s, 0.002 * s, generator).clamp_(0, 1)
+    return noisy.pow_(1 / GAMMA)
 
 
 # ----------------------------------------------------------------------------------------------- registry

@@ -66,7 +66,7 @@ def _preset(name: str, hw: tuple[int, int], train: tuple[int, int], val: tuple[i
 #: at KITTI's 192×640.
 PRESETS: dict[str, Preset] = {
     "tiny": _preset("tiny", (64, 192), train=(2, 12), val=(1, 6), test=(1, 6)),
-    "small": _preset("small", (96, 320), train=(8, 60), val=(2, 12), test=(3, 16)),
+    "small": _preset("small", (96, 320), train=(10, 80), val=(2, 12), test=(3, 20)),
     "default": _preset("default", (192, 640), train=(40, 100), val=(4, 40), test=(10, 50)),
 }
 

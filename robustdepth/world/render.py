@@ -10,6 +10,7 @@ road plane) and orthographic views from the sun (shadow maps).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,14 @@ _EDGES = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7], [0, 2], [1, 3], [4, 6], [
 
 
 # ------------------------------------------------------------------------------------------------- views
+
+
+@functools.lru_cache(maxsize=8)
+def _camera_grid(height: int, width: int, fx: float, fy: float, cx: float, cy: float) -> Tensor:
+    """Camera-frame ray directions (z = 1) of every pixel centre, N×3."""
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                          indexing="ij")
+    return torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], -1).reshape(-1, 3)
 
 
 @dataclass
@@ -47,12 +56,14 @@ class PinholeView:
     mirror: bool = False
 
     def rays(self) -> tuple[Tensor, Tensor]:
-        """(origin 3, directions N×3) in world coordinates, row-major pixel order."""
-        v, u = torch.meshgrid(torch.arange(self.height, dtype=torch.float32),
-                              torch.arange(self.width, dtype=torch.float32), indexing="ij")
-        cam = torch.stack([(u - self.cx) / self.fx, (v - self.cy) / self.fy, torch.ones_like(u)], -1).reshape(-1, 3)
-        dirs = cam @ self.rotation.T
-        return self._flip(self.origin), self._flip(dirs)
+        """(origin 3, directions N×3) in world coordinates, row-major pixel order (cached per view)."""
+        if self._rays is None:
+            cam = _camera_grid(self.height, self.width, self.fx, self.fy, self.cx, self.cy)
+            self._rays = (self._flip(self.origin), self._flip(cam @ self.rotation.T))
+        return self._rays
+
+    def __post_init__(self) -> None:
+        self._rays: tuple[Tensor, Tensor] | None = None
 
     def _flip(self, x: Tensor) -> Tensor:
         return x * torch.tensor([1.0, -1.0, 1.0]) if self.mirror else x
@@ -102,6 +113,11 @@ class OrthoView:
 
 
 # ----------------------------------------------------------------------------------------- intersection
+
+
+def _take(x: Tensor, index: Tensor) -> Tensor:
+    """Rows of ``x`` at ``index`` (index_select is several times faster than advanced indexing on CPU)."""
+    return x.index_select(0, index)
 
 
 def _axes(yaw: Tensor) -> tuple[Tensor, Tensor]:
@@ -159,13 +175,15 @@ def _pairs(x0: Tensor, y0: Tensor, w: Tensor, h: Tensor, width: int) -> tuple[Te
     area = w * h
     prim = torch.repeat_interleave(torch.arange(area.shape[0]), area)
     start = torch.cumsum(area, 0) - area
-    k = torch.arange(prim.shape[0]) - start[prim]
-    wp = w[prim]
-    return (y0[prim] + k // wp) * width + x0[prim] + k % wp, prim
+    k = torch.arange(prim.shape[0]) - _take(start, prim)
+    wp = _take(w, prim)
+    row = torch.div(k, wp, rounding_mode="floor")
+    return (_take(y0, prim) + row) * width + _take(x0, prim) + (k - row * wp), prim
 
 
 def _safe(d: Tensor) -> Tensor:
-    return torch.where(d.abs() < 1e-9, torch.full_like(d, 1e-9), d)
+    """Directions with exact zeros nudged (a zero component would give 0·inf = NaN in the slab test)."""
+    return torch.where(d == 0, 1e-12, d)
 
 
 def _hit_box(o: Tensor, d: Tensor, h: Tensor) -> Tensor:
@@ -250,24 +268,22 @@ def cast(view, scene: S.Scene, prims: S.Primitives, ground: bool = True) -> Hits
     best = torch.full((n,), math.inf)
     x0, y0, w, h, visible = _rects(view, prims)
     pair_pix, pair_prim, pair_t = [], [], []
+    cos_all, sin_all = _axes(prims.yaw)
     for kind, fn in _HIT.items():
         sel = (visible & (prims.kind == kind)).nonzero().squeeze(1)
         if sel.numel() == 0:
             continue
         pix, local = _pairs(x0[sel], y0[sel], w[sel], h[sel], view.width)
-        pidx = sel[local]
-        c, s = _axes(prims.yaw[pidx])
-        d = _to_local(dirs[pix], c, s)
+        pidx = _take(sel, local)
+        c, s = _take(cos_all, pidx), _take(sin_all, pidx)
+        d = _to_local(_take(dirs, pix), c, s)
         if origin.ndim == 1:
-            cp, sp = _axes(prims.yaw[sel])
-            o = _to_local(origin - prims.center[sel], cp, sp)[local]
+            o = _take(_to_local(origin - _take(prims.center, sel), _take(cos_all, sel), _take(sin_all, sel)), local)
         else:
-            o = _to_local(origin[pix] - prims.center[pidx], c, s)
-        t = fn(o, d, prims.half[pidx])
-        hit = t < math.inf
-        pair_pix.append(pix[hit])
-        pair_prim.append(pidx[hit])
-        pair_t.append(t[hit])
+            o = _to_local(_take(origin, pix) - _take(prims.center, pidx), c, s)
+        pair_pix.append(pix)
+        pair_prim.append(pidx)
+        pair_t.append(fn(o, d, _take(prims.half, pidx)))
     if pair_t:
         pix, pidx, t = torch.cat(pair_pix), torch.cat(pair_prim), torch.cat(pair_t)
         best = best.scatter_reduce(0, pix, t, "amin")
@@ -276,7 +292,7 @@ def cast(view, scene: S.Scene, prims: S.Primitives, ground: bool = True) -> Hits
         t = torch.zeros(0)
     prim = torch.full((n,), -1, dtype=torch.int64)
     if t.numel():
-        win = t == best[pix]
+        win = (t == _take(best, pix)) & (t < math.inf)
         prim = prim.scatter_reduce(0, pix[win], pidx[win], "amax")
     if ground:
         tg = _ground_t(scene.road, origin, dirs)
@@ -363,6 +379,9 @@ def _ground_attributes(scene: S.Scene, p: Tensor) -> tuple[Tensor, Tensor, Tenso
     return material, inst, n, lat
 
 
+_GROUND_TABLE = torch.zeros(4, 3)
+
+
 def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
     """Hit point, normal, material, ids, surface coordinates and footprints for every pixel."""
     origin, dirs = view.rays()
@@ -386,10 +405,11 @@ def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
     if g.numel():
         gm, gi, gn, glat = _ground_attributes(scene, p[g])
         material[g], inst[g], normal[g], lateral[g] = gm, gi, gn, glat
+        base[g] = _GROUND_TABLE[gm]
         u[g], v[g] = p[g, 0], p[g, 2]
         eu[g] = torch.tensor([1.0, 0, 0])
         ev[g] = torch.tensor([0, 0, 1.0])
-        side = ~((gn[:, 1] == -1.0))
+        side = gn[:, 1] != -1.0
         if side.any():  # kerb faces: texture in (along, height)
             si = g[side]
             u[si] = p[si, 2] + p[si, 0]
@@ -399,11 +419,11 @@ def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
 
     o = (hits.prim >= 0).nonzero().squeeze(1)
     if o.numel():
-        pi = hits.prim[o]
-        c, s = _axes(prims.yaw[pi])
-        h = prims.half[pi]
-        pl = _to_local(p[o] - prims.center[pi], c, s)
-        kind = prims.kind[pi]
+        pi = _take(hits.prim, o)
+        c, s = _axes(_take(prims.yaw, pi))
+        h = _take(prims.half, pi)
+        pl = _to_local(_take(p, o) - _take(prims.center, pi), c, s)
+        kind = _take(prims.kind, pi)
         rel = pl / h
         axis = rel.abs().argmax(-1)
         nb = torch.nn.functional.one_hot(axis, 3).float() * torch.sign(rel)
@@ -413,23 +433,23 @@ def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
         nc = torch.where(cap.unsqueeze(-1), torch.tensor([0, -1.0, 0]), nc)
         nl = torch.where((kind == S.BOX).unsqueeze(-1), nb, torch.where((kind == S.ELLIPSOID).unsqueeze(-1), ne, nc))
         nl = nl / nl.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-        normal[o] = _from_local(nl, c, s)
+        normal.index_copy_(0, o, _from_local(nl, c, s))
         dom = nl.abs().argmax(-1)  # projection plane for the texture: by the dominant local normal axis
         xs, ys, zs = pl.unbind(-1)
         hx, hy, hz = h.unbind(-1)
-        u[o] = torch.where(dom == 0, zs + hz, xs + hx)
-        v[o] = torch.where(dom == 1, zs + hz, hy - ys)
+        u.index_copy_(0, o, torch.where(dom == 0, zs + hz, xs + hx))
+        v.index_copy_(0, o, torch.where(dom == 1, zs + hz, hy - ys))
         one, zero = torch.ones_like(c), torch.zeros_like(c)
         xhat = torch.stack([c, zero, -s], -1)
         zhat = torch.stack([s, zero, c], -1)
         yhat = torch.stack([zero, -one, zero], -1)
-        eu[o] = torch.where((dom == 0).unsqueeze(-1), zhat, xhat)
-        ev[o] = torch.where((dom == 1).unsqueeze(-1), zhat, yhat)
-        material[o] = prims.material[pi]
-        base[o] = prims.color[pi]
-        inst[o] = prims.instance[pi]
-        param[o] = prims.param[pi]
-        seed[o] = prims.instance[pi] * 7 + dom
+        eu.index_copy_(0, o, torch.where((dom == 0).unsqueeze(-1), zhat, xhat))
+        ev.index_copy_(0, o, torch.where((dom == 1).unsqueeze(-1), zhat, yhat))
+        material.index_copy_(0, o, _take(prims.material, pi))
+        base.index_copy_(0, o, _take(prims.color, pi))
+        inst.index_copy_(0, o, _take(prims.instance, pi))
+        param.index_copy_(0, o, _take(prims.param, pi))
+        seed.index_copy_(0, o, _take(prims.instance, pi) * 7 + dom)
 
     # Normals face the viewer (thin geometry seen from inside/behind stays lit consistently).
     facing = (normal * dirs).sum(-1) > 0
@@ -461,7 +481,8 @@ def _footprints(view, dirs: Tensor, t: Tensor, n: Tensor, eu: Tensor, ev: Tensor
 @dataclass
 class Look:
     """Textured material response: albedo N×3, glossiness N (sky reflection weight), window coverage N,
-    lit-window emission weight N (for night), bulb mask N, and the road-marking coverage N."""
+    lit-window emission weight N (night), bulb mask N, road-paint coverage N, and ``large`` — a coarse
+    world-anchored noise in [0, 1] that weather reuses (puddles, snow patches)."""
 
     albedo: Tensor
     gloss: Tensor
@@ -469,6 +490,7 @@ class Look:
     lit: Tensor
     bulb: Tensor
     paint: Tensor
+    large: Tensor
 
 
 def _mix(a: Tensor, b: Tensor, w: Tensor) -> Tensor:
@@ -479,125 +501,107 @@ def _rgb(r: float, g: float, b: float) -> Tensor:
     return torch.tensor([r, g, b])
 
 
+# Per material: grain base frequency (cycles/m), grain contrast (lo, span), stain strength, ground colour.
+_GRAIN_FREQ = torch.tensor([0.35, 0.8, 1.5, 0.7, 0.9, 2.0, 2.0, 3.0, 3.0, 4.0, 3.0, 1.5, 1.0])
+_GRAIN_LO = torch.tensor([0.55, 0.7, 0.75, 0.45, 0.7, 0.85, 0.85, 0.7, 0.7, 0.85, 0.7, 0.3, 1.0])
+_GRAIN_SPAN = torch.tensor([0.9, 0.6, 0.5, 1.1, 0.6, 0.3, 0.3, 0.6, 0.6, 0.3, 0.6, 1.4, 0.0])
+_STAIN = torch.tensor([0.4, 0.25, 0.2, 0.3, 0.3, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.3, 0.0])
+GROUND_COLORS = {S.ROAD: (0.085, 0.085, 0.09), S.SIDEWALK: (0.36, 0.35, 0.33), S.KERB: (0.48, 0.48, 0.46),
+                 S.GRASS: (0.10, 0.17, 0.05)}
+
+
+for _k, _c in GROUND_COLORS.items():
+    _GROUND_TABLE[_k] = torch.tensor(_c)
+
+
 def material_look(surf: Surface, scene: S.Scene) -> Look:
-    """Albedo and material masks from band-limited, world-anchored procedural textures."""
+    """Albedo and material masks from band-limited, world-anchored procedural textures.
+
+    Two fBm evaluations serve every pixel (a fine grain whose base frequency depends on the material and a
+    coarse stain/patch layer); patterns (lane paint, paving, bricks, windows, car glass) are box-filtered.
+    """
     m = surf.material
     u, v, fu, fv = surf.u, surf.v, surf.fu, surf.fv
     fp = torch.maximum(fu, fv)
     n_pix = u.shape[0]
-    albedo = surf.base.clone()
+    seed = surf.seed + scene.seed * 131
+    grain = torch.full((n_pix,), 0.5)
+    large = torch.full((n_pix,), 0.5)
+    h = surf.hit.nonzero().squeeze(1)  # the sky needs no texture
+    uh, vh, fph, sh = _take(u, h), _take(v, h), _take(fp, h), _take(seed, h)
+    grain.index_copy_(0, h, fbm(uh, vh, fph, sh, base_frequency=_take(_GRAIN_FREQ, _take(m, h)), octaves=6,
+                                gain=0.68))
+    large.index_copy_(0, h, fbm(uh, vh, fph, sh + 9, base_frequency=0.06, octaves=2))
+    tone = (_GRAIN_LO[m] + _GRAIN_SPAN[m] * grain) * (1 + _STAIN[m] * (large - 0.5) * 2)
+    albedo = surf.base * tone.unsqueeze(-1)
     gloss = torch.zeros(n_pix)
     window = torch.zeros(n_pix)
     lit = torch.zeros(n_pix)
     paint = torch.zeros(n_pix)
-    seed = surf.seed + scene.seed * 131
 
-    def sel(*mats: int) -> Tensor:
-        mask = torch.zeros(n_pix, dtype=torch.bool)
-        for k in mats:
-            mask |= m == k
-        return mask.nonzero().squeeze(1)
-
-    i = sel(S.ROAD)
+    i = (m == S.ROAD).nonzero().squeeze(1)
     if i.numel():
-        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=0.35, octaves=6)
-        patches = fbm(u[i], v[i], fp[i], seed[i] + 9, base_frequency=0.04, octaves=3)
-        col = _rgb(0.085, 0.085, 0.09) * (0.55 + 0.9 * grain).unsqueeze(-1) * (0.8 + 0.4 * patches).unsqueeze(-1)
-        lat, z = surf.lateral[i], v[i]
-        road = scene.road
-        flu = fu[i]
-        crossing = road.in_crossing(z)
-        dash = pulse_train(z, 12.0, 4.5, fv[i])
-        mark = band(lat, -0.08, 0.08, flu) * dash * (road.lanes_each_way == 1)
-        mark = mark + band(lat, -0.22, -0.08, flu) * (road.lanes_each_way == 2)
-        mark = mark + band(lat, 0.08, 0.22, flu) * (road.lanes_each_way == 2)
-        for k in range(1, road.lanes_each_way):
-            mark = mark + (band(lat, 3.2 * k - 0.08, 3.2 * k + 0.08, flu) +
-                           band(lat, -3.2 * k - 0.08, -3.2 * k + 0.08, flu)) * dash
-        e = road.edge_line()
-        mark = mark + band(lat, e - 0.08, e + 0.08, flu) + band(lat, -e - 0.08, -e + 0.08, flu)
-        mark = mark * ~crossing
-        for zc, hw in road.crossings:  # zebra crossing and stop line before each crossing street
-            zebra = band(z, zc - hw - 4.5, zc - hw - 1.5, fv[i]) * pulse_train(lat, 1.1, 0.55, flu)
-            zebra = zebra * (lat.abs() < e)
-            stop = band(z, zc - hw - 5.4, zc - hw - 5.0, fv[i]) * band(lat, 0.0, e, flu)
-            mark = mark + zebra + stop
-        mark = mark.clamp(0, 1) * (0.75 + 0.25 * grain)
+        mark = _road_paint(scene.road, surf.lateral[i], v[i], fu[i], fv[i]) * (0.75 + 0.25 * grain[i])
         paint[i] = mark
-        albedo[i] = _mix(col, _rgb(0.62, 0.62, 0.6), mark)
+        albedo[i] = _mix(albedo[i], _rgb(0.62, 0.62, 0.6), mark)
 
-    i = sel(S.SIDEWALK)
+    i = (m == S.SIDEWALK).nonzero().squeeze(1)
     if i.numel():
-        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=0.8, octaves=5)
-        tiles = torch.maximum(lines(u[i], 0.6, 0.025, fu[i]), lines(v[i], 0.6, 0.025, fv[i]))
-        tone = 0.85 + 0.3 * hash2(torch.floor(u[i] / 0.6).long(), torch.floor(v[i] / 0.6).long(), 5)
-        fade = ((0.5 - fp[i] / 0.6) / 0.3).clamp(0, 1)  # tile-tone contrast fades as tiles shrink below 2 px
-        tone = 1 + (tone - 1) * fade
-        col = _rgb(0.36, 0.35, 0.33) * ((0.7 + 0.6 * grain) * tone).unsqueeze(-1)
-        albedo[i] = _mix(col, _rgb(0.18, 0.18, 0.17), tiles * 0.8)
+        ui, vi, fui, fvi = u[i], v[i], fu[i], fv[i]
+        tiles = torch.maximum(lines(ui, 0.6, 0.025, fui), lines(vi, 0.6, 0.025, fvi))
+        slab = 0.85 + 0.3 * hash2(torch.floor(ui / 0.6).long(), torch.floor(vi / 0.6).long(), 5)
+        slab = 1 + (slab - 1) * ((0.5 - fp[i] / 0.6) / 0.3).clamp(0, 1)  # slab tones fade below ~2 px
+        albedo[i] = _mix(albedo[i] * slab.unsqueeze(-1), _rgb(0.18, 0.18, 0.17), tiles * 0.8)
 
-    i = sel(S.KERB)
+    i = (m == S.FACADE).nonzero().squeeze(1)
     if i.numel():
-        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=1.5, octaves=4)
-        albedo[i] = _rgb(0.48, 0.48, 0.46) * (0.75 + 0.5 * grain).unsqueeze(-1)
+        albedo[i], gloss[i], window[i], lit[i] = _facade(surf, i, seed[i], fp[i], albedo[i], grain[i])
 
-    i = sel(S.GRASS)
+    i = (m == S.CAR_PAINT).nonzero().squeeze(1)
     if i.numel():
-        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=0.7, octaves=6)
-        albedo[i] = _rgb(0.10, 0.17, 0.05) * (0.45 + 1.1 * grain).unsqueeze(-1)
+        gloss[i] = 0.06
+        albedo[i] = _mix(albedo[i], _rgb(0.04, 0.04, 0.04), band(v[i], 0.05, 0.2, fv[i]))  # bumper strip
 
-    i = sel(S.FACADE)
-    if i.numel():
-        albedo[i], gloss[i], window[i], lit[i] = _facade(surf, i, seed[i], fp[i])
-
-    i = sel(S.CAR_PAINT)
-    if i.numel():
-        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=2.0, octaves=3)
-        albedo[i] = surf.base[i] * (0.85 + 0.3 * grain).unsqueeze(-1)
-        gloss[i] = 0.12
-        trim = band(v[i], 0.05, 0.2, fv[i])  # a dark bumper strip near the bottom of the body
-        albedo[i] = _mix(albedo[i], _rgb(0.04, 0.04, 0.04), trim)
-
-    i = sel(S.CAR_GLASS)
+    i = (m == S.CAR_GLASS).nonzero().squeeze(1)
     if i.numel():
         top = surf.n[i, 1] < -0.7
-        glass = band(v[i], 0.08, 0.52, fv[i])
-        pillars = lines(u[i], 1.2, 0.12, fu[i])
-        glass = glass * (1 - pillars)
-        albedo[i] = torch.where(top.unsqueeze(-1), surf.base[i], _mix(surf.base[i], _rgb(0.03, 0.035, 0.04), glass))
-        gloss[i] = torch.where(top, torch.full_like(glass, 0.12), 0.12 + 0.3 * glass)
+        glass = band(v[i], 0.08, 0.52, fv[i]) * (1 - lines(u[i], 1.2, 0.12, fu[i]))
+        albedo[i] = torch.where(top.unsqueeze(-1), albedo[i], _mix(albedo[i], _rgb(0.03, 0.035, 0.04), glass))
+        gloss[i] = torch.where(top, torch.full_like(glass, 0.05), 0.05 + 0.05 * glass)
 
-    i = sel(S.WHEEL, S.METAL, S.TRUNK)
-    if i.numel():
-        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=3.0, octaves=4)
-        albedo[i] = surf.base[i] * (0.7 + 0.6 * grain).unsqueeze(-1)
-
-    i = sel(S.SIGN)
-    if i.numel():
-        grain = fbm(u[i], v[i], fp[i], seed[i], base_frequency=4.0, octaves=3)
-        albedo[i] = surf.base[i] * (0.85 + 0.3 * grain).unsqueeze(-1)
-        gloss[i] = 0.1
-
-    i = sel(S.FOLIAGE)
-    if i.numel():
-        leaf = fbm(u[i], v[i], fp[i], seed[i], base_frequency=1.5, octaves=5, gain=0.65)
-        albedo[i] = surf.base[i] * (0.3 + 1.4 * leaf).unsqueeze(-1)
-
-    bulb = (m == S.BULB).float() * surf.hit
-    return Look(albedo=albedo, gloss=gloss, window=window, lit=lit, bulb=bulb, paint=paint)
+    gloss = torch.where(m == S.SIGN, torch.full_like(gloss, 0.1), gloss)
+    bulb = ((m == S.BULB) & surf.hit).float()
+    return Look(albedo=albedo, gloss=gloss, window=window, lit=lit, bulb=bulb, paint=paint, large=large)
 
 
-def _facade(surf: Surface, i: Tensor, seed: Tensor, fp: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _road_paint(road: S.Road, lat: Tensor, z: Tensor, flu: Tensor, fz: Tensor) -> Tensor:
+    """Coverage of lane lines, edge lines, zebra crossings and stop lines (box-filtered)."""
+    dash = pulse_train(z, 12.0, 4.5, fz)
+    if road.lanes_each_way == 1:
+        mark = band(lat, -0.08, 0.08, flu) * dash
+    else:
+        mark = band(lat, -0.22, -0.08, flu) + band(lat, 0.08, 0.22, flu)
+    for k in range(1, road.lanes_each_way):
+        mark = mark + (band(lat, 3.2 * k - 0.08, 3.2 * k + 0.08, flu) +
+                       band(lat, -3.2 * k - 0.08, -3.2 * k + 0.08, flu)) * dash
+    e = road.edge_line()
+    mark = mark + band(lat, e - 0.08, e + 0.08, flu) + band(lat, -e - 0.08, -e + 0.08, flu)
+    mark = mark * ~road.in_crossing(z)
+    for zc, hw in road.crossings:
+        zebra = band(z, zc - hw - 4.5, zc - hw - 1.5, fz) * pulse_train(lat, 1.1, 0.55, flu) * (lat.abs() < e)
+        stop = band(z, zc - hw - 5.4, zc - hw - 5.0, fz) * band(lat, 0.0, e, flu)
+        mark = mark + zebra + stop
+    return mark.clamp(0, 1)
+
+
+def _facade(surf: Surface, i: Tensor, seed: Tensor, fp: Tensor, col: Tensor, grain: Tensor
+            ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Plaster or brick walls with a grid of windows (param: spacing, floor height, width, ±height;
     a negative height means brick). Roofs (top faces) are dark."""
     u, v, fu, fv = surf.u[i], surf.v[i], surf.fu[i], surf.fv[i]
     spacing, floor_h, win_w, win_h = surf.param[i].unbind(-1)
     brick = win_h < 0
     win_h = win_h.abs()
-    base = surf.base[i]
-    grain = fbm(u, v, fp, seed, base_frequency=0.9, octaves=6)
-    stain = fbm(u, v, fp, seed + 3, base_frequency=0.08, octaves=3)
-    col = base * ((0.7 + 0.6 * grain) * (0.85 + 0.3 * stain)).unsqueeze(-1)
     # Brick: 0.25 m × 0.075 m courses, running bond; mortar lines fade once they fall below a pixel.
     course = torch.floor(v / 0.075)
     shift = (course.remainder(2) * 0.125)
@@ -617,10 +621,10 @@ def _facade(surf: Surface, i: Tensor, seed: Tensor, fp: Tensor) -> tuple[Tensor,
     win = torch.where(has_windows, torch.maximum(wu * wv, ground_shop * (spacing > 2.8)), torch.zeros_like(u))
     cell_u = torch.floor((u - offset) / sp).long()
     cell_v = torch.floor((v - floor_off) / floor_h.clamp_min(0.5)).long()
-    lit = (hash2(cell_u, cell_v, seed + 11) < 0.35).float()
+    lit = (hash2(cell_u, cell_v, seed + 11) < 0.25).float() * (0.5 + hash2(cell_u, cell_v, seed + 13))
     shade = 0.6 + 0.8 * hash2(cell_u, cell_v, seed + 12)
     glass = _rgb(0.05, 0.06, 0.075) * shade.unsqueeze(-1)
     col = _mix(col, glass, win)
     roof = surf.n[i, 1] < -0.7
     col = torch.where(roof.unsqueeze(-1), _rgb(0.12, 0.11, 0.11) * (0.6 + 0.8 * grain).unsqueeze(-1), col)
-    return col, 0.5 * win, win, lit * win
+    return col, 0.12 * win, win, lit * win

@@ -1,7 +1,8 @@
 """Procedural street scenes and camera trajectories, built deterministically from a seed.
 
-World frame = the first camera's KITTI convention: x right, y DOWN, z forward; the road surface is the
-plane y = 0 and the camera rides 1.65 m above it (y = −1.65), as KITTI's does.
+World frame (KITTI odometry axes): x right, y DOWN, z forward along the road where the drive starts; the
+origin is on the road's centre line at ground level, so the road surface is the plane y = 0 and the camera
+rides 1.65 m above it (y ≈ −1.65), as KITTI's does.
 
 The road follows a gently curving centre line x_c(z) (a sum of two long sines; zero amplitude gives a
 straight road). Everything else is a list of analytic primitives — boxes, ellipsoids and vertical
@@ -238,7 +239,7 @@ def _add_buildings(b: _Builder, rng: np.random.Generator, road: Road, side: int,
         brick = 1.0 if rng.random() < 0.35 else 0.0
         spacing = rng.uniform(2.2, 3.6)
         param = (spacing, rng.uniform(2.8, 3.4), spacing * rng.uniform(0.4, 0.65), rng.uniform(1.2, 1.8))
-        if rng.random() < 0.1:
+        if rng.random() < 0.05:
             param = (-1.0, 0.0, 0.0, 0.0)
         b.add((x, -height / 2, zz), (depth / 2, height / 2, length / 2), yaw, BOX, FACADE, color,
               b.new_instance(), param if brick == 0.0 else (param[0], param[1], param[2], -param[3]))
@@ -256,7 +257,7 @@ def _add_car(b: _Builder, rng: np.random.Generator, road: Road, z: float, latera
         return (x + lx * c + lz * s, ly, zz - lx * s + lz * c)
 
     b.add(at(0, -0.66, 0), (0.88, 0.34, length / 2), yaw, BOX, CAR_PAINT, color, inst)
-    b.add(at(0, -1.28, -0.08 * length), (0.78, 0.28, 0.27 * length), yaw, BOX, CAR_GLASS, color, inst)
+    b.add(at(0, -1.27, -0.06 * length), (0.76, 0.27, 0.23 * length), yaw, BOX, CAR_GLASS, color, inst)
     for sx in (-1, 1):
         for sz in (-1, 1):
             b.add(at(sx * 0.80, -0.33, sz * 0.32 * length), (0.12, 0.33, 0.33), yaw, ELLIPSOID, WHEEL,

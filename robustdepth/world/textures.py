@@ -8,6 +8,7 @@ texture shimmers from frame to frame and the photometric warp between frames bre
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,20 +23,49 @@ def hash2(ix: Tensor, iy: Tensor, seed: int | Tensor) -> Tensor:
     return (h & 0xFFFF).to(torch.float32) / 65536.0
 
 
-def value_noise(u: Tensor, v: Tensor, seed: int | Tensor) -> Tensor:
-    """Smooth 2-D value noise in [0, 1] with unit lattice spacing."""
-    fu, fv = torch.floor(u), torch.floor(v)
-    tu, tv = u - fu, v - fv
-    tu = tu * tu * (3 - 2 * tu)
-    tv = tv * tv * (3 - 2 * tv)
-    iu, iv = fu.to(torch.int64), fv.to(torch.int64)
-    a = hash2(iu, iv, seed)
-    b = hash2(iu + 1, iv, seed)
-    c = hash2(iu, iv + 1, seed)
-    d = hash2(iu + 1, iv + 1, seed)
-    top = a + (b - a) * tu
-    bottom = c + (d - c) * tu
-    return top + (bottom - top) * tv
+_TABLE_SIZE = 256
+_MAX_OCTAVES = 8
+
+
+def _noise_table() -> Tensor:
+    """Random lattice values, one 256×256 tile per octave (+1 wrap row/column), fixed for all worlds."""
+    rng = np.random.default_rng(20_240_521)
+    table = rng.random((_MAX_OCTAVES, _TABLE_SIZE, _TABLE_SIZE), dtype=np.float32)
+    table = np.concatenate([table, table[:, :1]], axis=1)
+    table = np.concatenate([table, table[:, :, :1]], axis=2)
+    return torch.from_numpy(table).unsqueeze(1)  # O×1×257×257
+
+
+_TABLE = _noise_table()
+
+
+def _seed_offset(seed: int | Tensor, salt: float) -> Tensor | float:
+    """Per-seed shift of the lattice (different surfaces get different noise), in lattice units."""
+    return torch.frac(torch.as_tensor(seed, dtype=torch.float64) * salt).to(torch.float32) * _TABLE_SIZE
+
+
+def _smooth_lattice(x: Tensor) -> Tensor:
+    """Wrap to the tile and replace linear interpolation by smoothstep (value noise without lattice creases)."""
+    x = torch.remainder(x, _TABLE_SIZE)
+    base = torch.floor(x)
+    f = x - base
+    return base + f * f * (3 - 2 * f)
+
+
+def value_noise_octaves(u: Tensor, v: Tensor, seed: int | Tensor, f: Tensor) -> Tensor:
+    """Value noise in [0, 1] at several frequencies at once (one ``grid_sample`` over the octave tiles).
+
+    u, v: N; f: k×N (or k×1) frequencies; returns k×N. Octave k uses its own random tile.
+    """
+    k = f.shape[0]
+    if k > _MAX_OCTAVES:
+        raise ValueError(f"at most {_MAX_OCTAVES} octaves, got {k}")
+    ou = _seed_offset(seed, 0.6180339887)
+    ov = _seed_offset(seed, 0.7548776662)
+    uv = torch.stack([u.unsqueeze(0) * f + ou, v.unsqueeze(0) * f + ov], -1)
+    grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0  # k×N×2, align_corners=True on 257 samples
+    out = torch.nn.functional.grid_sample(_TABLE[:k], grid.unsqueeze(1), mode="bilinear", align_corners=True)
+    return out[:, 0, 0]
 
 
 def fbm(u: Tensor, v: Tensor, footprint: Tensor, seed: int | Tensor, base_frequency: float | Tensor = 1.0,
@@ -46,16 +76,13 @@ def fbm(u: Tensor, v: Tensor, footprint: Tensor, seed: int | Tensor, base_freque
     f·footprint = 0.35 (value noise carries energy somewhat above its lattice frequency, hence the margin).
     Removing an octave leaves its mean (0.5), so brightness does not change with distance.
     """
-    out = torch.full_like(u, 0.5)
-    amp, total = 0.5, 0.0
-    freq = base_frequency
-    for k in range(octaves):
-        weight = ((0.35 - freq * footprint) / 0.2).clamp(0, 1)
-        out = out + amp * weight * (value_noise(u * freq, v * freq, seed + 101 * k) - 0.5)
-        total += amp
-        amp *= gain
-        freq = freq * 2.0
-    return 0.5 + (out - 0.5) / total
+    amps = torch.tensor([gain**k for k in range(octaves)], dtype=u.dtype).unsqueeze(1)
+    f = torch.as_tensor(base_frequency, dtype=u.dtype) * torch.tensor([2.0**k for k in range(octaves)]).reshape(
+        -1, *([1] * u.ndim))
+    f = f.expand(octaves, *u.shape)
+    weight = ((0.35 - f * footprint.unsqueeze(0)) / 0.2).clamp(0, 1)
+    noise = value_noise_octaves(u, v, seed, f)
+    return 0.5 + (amps * weight * (noise - 0.5)).sum(0) / float(amps.sum())
 
 
 def _pulse_integral(x: Tensor, period: float | Tensor, width: float | Tensor) -> Tensor:
@@ -77,4 +104,7 @@ def lines(x: Tensor, period: float | Tensor, width: float | Tensor, footprint: T
 def band(x: Tensor, lo: float | Tensor, hi: float | Tensor, footprint: Tensor) -> Tensor:
     """Box-filtered indicator of lo ≤ x < hi (a single stripe, e.g. a lane line)."""
     f = footprint.clamp_min(1e-4)
-    return ((x + f / 2).clamp(lo, hi) - (x - f / 2).clamp(lo, hi)) / f
+    lo_t, hi_t = torch.as_tensor(lo, dtype=x.dtype), torch.as_tensor(hi, dtype=x.dtype)
+    upper = torch.minimum(torch.maximum(x + f / 2, lo_t), hi_t)
+    lower = torch.minimum(torch.maximum(x - f / 2, lo_t), hi_t)
+    return (upper - lower) / f

@@ -1,0 +1,71 @@
+"""Recipes: schema defaults, base chains, overrides, and clear errors for unknown keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from robustdepth.config import ConfigError, apply_overrides, config_from_dict, load_config, to_dict
+
+
+def test_monodepth2_recipe_has_md2_defaults() -> None:
+    cfg = load_config("monodepth2")
+    assert cfg.losses.photometric.weight == 1.0
+    assert cfg.losses.smoothness.weight == pytest.approx(1e-3)
+    assert cfg.losses.velocity.weight == 0.0
+    assert list(cfg.data.frame_ids) == [0, -1, 1]
+    assert cfg.optim.lr == pytest.approx(1e-4) and cfg.optim.decay_every_epochs == 15
+
+
+def test_overrides_are_typed() -> None:
+    cfg = load_config("monodepth2", ["optim.lr=2e-4", "data.height=64", "train.compile=true"])
+    assert cfg.optim.lr == pytest.approx(2e-4) and cfg.data.height == 64 and cfg.train.compile is True
+    with pytest.raises(ConfigError, match="optim.lr"):
+        load_config("monodepth2", ["optim.lr=fast"])
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config("monodepth2", ["optim.learning_rate=1"])
+    message = str(err.value)
+    assert "optim.learning_rate" in message and "lr" in message and "batch_size" in message
+    with pytest.raises(ConfigError, match="losses.photometirc"):
+        load_config("monodepth2", ["losses.photometirc.weight=0"])
+
+
+def test_unknown_key_in_recipe_file_names_the_file(tmp_path: Path) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("base: monodepth2\ntrain:\n  nmae: typo\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*train\.nmae"):
+        load_config(recipe)
+
+
+def test_base_chain_and_cycle(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("base: monodepth2\noptim:\n  lr: 3.0e-4\n")
+    (tmp_path / "b.yaml").write_text("base: a\noptim:\n  batch_size: 3\n")
+    cfg = load_config(tmp_path / "b.yaml")
+    assert cfg.optim.lr == pytest.approx(3e-4) and cfg.optim.batch_size == 3
+    assert cfg.losses.photometric.weight == 1.0
+    (tmp_path / "c.yaml").write_text("base: d\n")
+    (tmp_path / "d.yaml").write_text("base: c\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(tmp_path / "c.yaml")
+
+
+def test_validation_errors() -> None:
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        load_config("monodepth2", ["data.width=100"])
+    with pytest.raises(ConfigError, match="frame 0"):
+        load_config("monodepth2", ["data.frame_ids=[-1,0,1]"])
+    with pytest.raises(ConfigError, match="recipe 'nope' not found"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config("monodepth2", ["lr"])
+
+
+def test_round_trip_through_dict_and_overrides() -> None:
+    cfg = load_config("monodepth2", ["optim.batch_size=5"])
+    again = config_from_dict(to_dict(cfg))
+    assert to_dict(again) == to_dict(cfg)
+    assert apply_overrides(again, ["optim.max_steps=7"]).optim.max_steps == 7

@@ -1,0 +1,159 @@
+"""End-to-end tests of the one-step diffusion translator hook with a tiny random-weight model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+pytest.importorskip("diffusers", reason="robustdepth[diffusion] extra not installed")
+pytest.importorskip("peft", reason="robustdepth[diffusion] extra not installed")
+
+from robustdepth.degrade.learned import (
+    ADAPTER_FILE,
+    SOURCE,
+    OneStepTranslator,
+    tiny_components,
+    train_translator,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning")
+SIZE = 32  # one image size everywhere: each new shape costs a CPU kernel warm-up
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _plain_cpu_kernels():
+    """Use ATen's own conv kernels: oneDNN's per-shape warm-up costs tens of seconds for these tiny models."""
+    with torch.backends.mkldnn.flags(enabled=False):
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[OneStepTranslator, dict[str, torch.Tensor], list[dict[str, float]]]:
+    """A tiny translator, its adapter weights before training, and the history of 2 training steps."""
+    translator = OneStepTranslator.build_tiny()
+    before = {k: v.clone() for k, v in translator.adapter_state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    clear = [torch.rand(1, 3, SIZE, SIZE, generator=g) * 0.5 + 0.5]  # bright "day" domain
+    night = [(torch.rand(1, 3, SIZE, SIZE, generator=g) * 0.3,)]  # dark domain, as (tensor,) batches
+    history = train_translator(translator, clear, night, "night", steps=2, lr=1e-3, discriminator_width=8)
+    return translator, before, history
+
+
+def test_only_adapters_and_skips_are_trainable() -> None:
+    translator = OneStepTranslator.build_tiny()
+    trainable = {name for name, p in translator.named_parameters() if p.requires_grad}
+    assert trainable, "nothing is trainable"
+    assert all("lora_" in name or name.startswith("skip_convs.") for name in trainable)
+    assert any(name.startswith("unet.") for name in trainable)
+    assert any(name.startswith("vae.decoder.") for name in trainable)
+    assert not any(name.startswith("vae.encoder.") for name in trainable)  # LoRA on the decoder only
+    assert not any(p.requires_grad for p in translator.text_encoder.parameters())
+    # Zero-initialised skips and LoRA B = 0: a fresh translator is the frozen base model.
+    assert all(float(p.detach().abs().sum()) == 0 for p in translator.skip_convs.parameters())
+
+
+def test_training_changes_adapters_and_stays_finite(trained) -> None:
+    translator, before, history = trained
+    assert len(history) == 2
+    for record in history:
+        assert set(record) >= {"loss_g", "cycle", "adversarial", "identity", "loss_d"}
+        assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
+    after = translator.adapter_state_dict()
+    assert set(after) == set(before)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any("lora_" in k and k.startswith("unet.") for k in changed)
+    assert any(k.startswith("skip_convs.") for k in changed)
+    base = {k: v for k, v in translator.state_dict().items() if "lora_" not in k and not k.startswith("skip")}
+    fresh = {k: v for k, v in OneStepTranslator.build_tiny().state_dict().items() if k in base}
+    assert all(torch.equal(base[k], fresh[k]) for k in fresh), "frozen base weights changed during training"
+
+
+def test_translation_shape_range_and_padding(trained) -> None:
+    translator, _, _ = trained
+    images = torch.rand(2, 3, SIZE - 3, SIZE - 1)  # not a multiple of the VAE factor: padded and cropped back
+    out = translator.translate(images, "night")
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    back = translator.translate(out, SOURCE)
+    assert back.shape == images.shape
+    with pytest.raises(KeyError, match="valid: clear, night"):
+        translator.translate(images, "hail")
+    with pytest.raises(ValueError, match="B×3×H×W"):
+        translator.translate(images[:, :1], "night")
+
+
+def test_adapters_round_trip(trained, tmp_path: Path) -> None:
+    translator, _, _ = trained
+    images = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+    expected = translator.translate(images, "night")
+    path = translator.save_adapters(tmp_path / "adapters")
+    assert path.name == ADAPTER_FILE
+    fresh = OneStepTranslator.build_tiny()
+    assert not torch.equal(fresh.translate(images, "night"), expected)  # training really changed the output
+    fresh.load_adapters(tmp_path / "adapters")
+    assert torch.equal(fresh.translate(images, "night"), expected)
+    other_rank = OneStepTranslator.build_tiny({"unet_rank": 4})
+    with pytest.raises(ValueError, match="ranks"):
+        other_rank.load_adapters(tmp_path / "adapters")
+    with pytest.raises(FileNotFoundError, match="no translator adapters"):
+        fresh.load_adapters(tmp_path / "missing")
+
+
+def test_from_pretrained_local_layout(tmp_path: Path) -> None:
+    """Components saved in the standard diffusers layout load back (locally) into the same translator."""
+    components = tiny_components()
+    root = tmp_path / "sd-turbo-tiny"
+    for name, component in components.items():
+        component.save_pretrained(root / name)
+    torch.manual_seed(1)  # LoRA A init is random: draw the same values for both
+    reference = OneStepTranslator(**tiny_components(), unet_rank=4, vae_rank=4)
+    torch.manual_seed(1)
+    loaded = OneStepTranslator.from_pretrained(root, unet_rank=4, vae_rank=4)
+    images = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(loaded.translate(images, "night"), reference.translate(images, "night"), atol=1e-5)
+
+
+def test_missing_local_weights_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nowhere")):
+        OneStepTranslator.from_pretrained(tmp_path / "nowhere")
+    (tmp_path / "partial" / "unet").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="vae"):
+        OneStepTranslator.from_pretrained(tmp_path / "partial")
+
+
+def test_training_rejects_bad_arguments() -> None:
+    translator = OneStepTranslator.build_tiny({"unet_rank": 4})
+    batch = [torch.rand(1, 3, SIZE, SIZE)]
+    with pytest.raises(KeyError, match="valid: night"):
+        train_translator(translator, batch, batch, "clear", steps=1)
+    with pytest.raises(ValueError, match="steps"):
+        train_translator(translator, batch, batch, "night", steps=0)
+    with pytest.raises(FileNotFoundError, match="CLIP vision"):
+        train_translator(translator, batch, batch, "night", steps=1, clip_vision_dir="/nonexistent/clip")
+
+
+def test_clip_vision_discriminator_from_local_dir(tmp_path: Path) -> None:
+    """The vision-aided discriminator loads a local CLIP vision tower, keeps it frozen and trains its heads."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from robustdepth.degrade.learned import CLIPVisionDiscriminator
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+                              image_size=SIZE, patch_size=8)
+    CLIPVisionModel(config).save_pretrained(tmp_path / "clip")
+    disc = CLIPVisionDiscriminator(tmp_path / "clip")
+    logits = disc(torch.rand(2, 3, SIZE, SIZE))
+    tokens = (SIZE // 8) ** 2 + 1
+    assert logits.shape == (2, tokens * len(disc.levels))
+    logits.mean().backward()
+    assert all(p.grad is None for p in disc.clip.parameters())
+    assert all(p.grad is not None for p in disc.heads.parameters())
+    translator = OneStepTranslator.build_tiny({"unet_rank": 4})
+    batch = [torch.rand(1, 3, SIZE, SIZE)]
+    history = train_translator(translator, batch, batch, "rain", steps=1, lr=1e-3, clip_vision_dir=tmp_path / "clip")
+    assert len(history) == 1 and all(torch.isfinite(torch.tensor(v)) for v in history[0].values())

@@ -1,0 +1,109 @@
+"""Training: learning happens, resume is exact, bad steps never touch the weights, DDP works,
+and checkpoints from elsewhere are refused with a clear message."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustdepth.config import load_config
+from robustdepth.training.checkpoint import CheckpointError, load_checkpoint
+from robustdepth.training.trainer import Trainer, TrainingDiverged, train
+from tests.conftest import corridor_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(root: Path, **extra: object):
+    return load_config("monodepth2", corridor_overrides(root, **extra))
+
+
+@pytest.mark.slow
+def test_training_lowers_photometric_loss(corridor: Path, tmp_path: Path) -> None:
+    cfg = _cfg(corridor, **{"optim.max_steps": 100, "optim.lr": 2e-4, "optim.batch_size": 4})
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    losses = [trainer.train_step(batch)["loss/photometric"] for batch in trainer._batches()]
+    first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
+    assert len(losses) == 100
+    assert last < 0.8 * first, f"photometric loss {first:.4f} -> {last:.4f}: no clear learning"
+
+
+def test_resume_is_bit_exact(corridor: Path, tmp_path: Path) -> None:
+    # colour jitter and flips on, two sources, automask noise: all must replay identically
+    cfg = _cfg(corridor, **{"optim.max_steps": 6, "augment.color_jitter_p": 0.5})
+    straight = train(cfg, run_dir=tmp_path / "a")
+    train(cfg, run_dir=tmp_path / "b", stop_at=3)
+    assert load_checkpoint(tmp_path / "b")["step"] == 3
+    resumed = train(cfg, run_dir=tmp_path / "b", resume=tmp_path / "b")
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    assert a["step"] == b["step"] == 6
+    for net in ("depth", "pose"):
+        for key, value in a["models"][net].items():
+            assert torch.equal(value, b["models"][net][key]), f"{net}.{key} differs after resume"
+    assert a["optimizer"]["state"][0]["exp_avg"].equal(b["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_non_finite_step_is_skipped_then_run_stops(corridor: Path, tmp_path: Path) -> None:
+    cfg = _cfg(corridor, **{"optim.max_steps": 10, "train.max_bad_steps": 2})
+    trainer = Trainer(cfg, run_dir=tmp_path)
+    batch = next(iter(trainer._batches()))
+    before = {k: v.clone() for k, v in trainer.models.state_dict().items()}
+    batch[("color", 0)] = torch.full_like(batch[("color", 0)], float("nan"))
+    logs = trainer.train_step(batch)
+    assert logs["skipped_steps"] == 1 and trainer.step == 1
+    for key, value in trainer.models.state_dict().items():
+        if value.is_floating_point():
+            assert torch.equal(value, before[key]), f"{key} changed on a skipped step"
+    with pytest.raises(TrainingDiverged, match="2 consecutive steps") as err:
+        trainer.train_step(batch)
+    saved = load_checkpoint(str(err.value).split("weights are in ")[1].split(". ")[0])
+    assert saved["skipped_steps"] == 2
+    assert torch.equal(saved["models"]["depth"]["decoder.0.conv.conv.weight"],
+                       before["depth.decoder.0.conv.conv.weight"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_run(corridor: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(REPO / "tests" / "ddp_worker.py"), str(corridor), str(tmp_path)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
+    assert r0["world"] == 2
+    # each rank saw half the data per epoch
+    assert r0["samples"] == (22 // 2) // 2
+    params = [k for k, v in r0["final"].items() if v.is_floating_point() and "running" not in k]
+    for key in params:
+        assert torch.equal(r0["final"][key], r1["final"][key]), f"{key} differs between ranks"
+    assert any(not torch.equal(r0["final"][k], r0["initial"][k]) for k in params), "nothing was trained"
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()  # rank 0 saved
+
+
+def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "x", "model": torch.nn.Linear(2, 2)}, pickled)  # a pickled module
+    with pytest.raises(CheckpointError, match="refusing to load .*pickled Python objects"):
+        load_checkpoint(pickled)
+    bare = tmp_path / "depth.pth"
+    torch.save({"decoder.0.conv.conv.weight": torch.zeros(1)}, bare)
+    with pytest.raises(CheckpointError, match="not a robustdepth checkpoint.*bare state_dict"):
+        load_checkpoint(bare)
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(b"PK\x03\x04garbage")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
