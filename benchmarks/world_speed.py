@@ -35,8 +35,9 @@ from robustdepth.world.writer import SequenceJob, render_sequence
 HEIGHT, WIDTH = 192, 640
 
 
-def _render_job(seed: int, frames: int, conditions: tuple[str, ...], out: str) -> tuple[float, float, int]:
-    """Render + write one sequence in one process with one thread; returns (start, end, peak RSS in KiB)."""
+def _render_job(seed: int, frames: int, conditions: tuple[str, ...], out: str) -> tuple[float, float, float, int]:
+    """Render + write one sequence in one process with one thread; returns (start, end, CPU seconds,
+    peak RSS in KiB)."""
     torch.set_num_threads(1)
     import cv2
 
@@ -44,19 +45,22 @@ def _render_job(seed: int, frames: int, conditions: tuple[str, ...], out: str) -
     preset = replace(PRESETS["default"], height=HEIGHT, width=WIDTH, supersample=1)
     job = SequenceJob("test", f"bench_{seed}", seed, frames, conditions)
     render_sequence(job, 0, preset, Path(out), on_frame=None)  # warm-up (allocations, caches) not timed
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     render_sequence(job, 0, preset, Path(out), on_frame=None)
-    end = time.perf_counter()
-    return start, end, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    end, cpu = time.perf_counter(), time.process_time() - cpu
+    return start, end, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _throughput(processes: int, frames: int, conditions: tuple[str, ...], pool: ProcessPoolExecutor,
-                out: Path) -> tuple[float, int]:
-    """Frames per second of ``processes`` concurrent workers (frames × condition sets / wall time)."""
+                out: Path) -> tuple[float, float, int]:
+    """(frames/s of ``processes`` concurrent workers by wall clock, frames per CPU-second of one worker,
+    peak RSS KiB). The CPU-time rate × cores is what free cores deliver; the wall rate is what this
+    (shared) machine delivered while the benchmark ran."""
     futures = [pool.submit(_render_job, 100 + k, frames, conditions, str(out / f"p{k}")) for k in range(processes)]
     results = [f.result() for f in futures]
     wall = max(r[1] for r in results) - min(r[0] for r in results)
-    return processes * frames / wall, max(r[2] for r in results)
+    per_cpu_second = processes * frames / sum(r[2] for r in results)
+    return processes * frames / wall, per_cpu_second, max(r[3] for r in results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,10 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
             for cond in (*CONDITIONS, "all"):
                 conds = CONDITIONS if cond == "all" else (cond,)
-                one, mem1 = _throughput(1, args.frames, conds, pool, tmp / cond)
-                two, mem2 = _throughput(2, args.frames, conds, pool, tmp / cond)
+                one, cpu1, mem1 = _throughput(1, args.frames, conds, pool, tmp / cond)
+                two, cpu2, mem2 = _throughput(2, args.frames, conds, pool, tmp / cond)
                 peak_kib = max(peak_kib, mem1, mem2)
-                rows[cond] = {"fps_1_process": round(one, 2), "fps_2_processes": round(two, 2)}
+                per_cpu = (cpu1 + cpu2) / 2
+                rows[cond] = {"fps_1_process": round(one, 2), "fps_2_processes": round(two, 2),
+                              "frames_per_cpu_second": round(per_cpu, 2),
+                              "fps_2_free_cores": round(2 * per_cpu, 2)}
                 if cond == "all":
                     rows[cond]["images_per_s_2_processes"] = round(two * len(CONDITIONS), 2)
                 print(cond, rows[cond], flush=True)
@@ -101,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpu_count": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "fps": rows, "goal_fps_2_cores": 10.0,
-        "meets_goal": {c: rows[c]["fps_2_processes"] >= 10.0 for c in CONDITIONS},
+        "meets_goal_wall_clock": {c: rows[c]["fps_2_processes"] >= 10.0 for c in CONDITIONS},
+        "meets_goal_2_free_cores": {c: rows[c]["fps_2_free_cores"] >= 10.0 for c in CONDITIONS},
         "peak_rss_mib_per_process": round(peak_kib / 1024, 1),
         "warp_check_mean_l1": round(warp, 5), "preset_generation": presets,
         "command": "python benchmarks/world_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -114,13 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         f"Command: `{result['command'].strip()}`. Each process renders and writes (PNG + npy + id PNG) its own "
         f"sequence with 1 thread; 2 processes = the machine's {os.cpu_count()} cores. Load average before/after: "
         f"{result['load_average_before']} / {result['load_average_after']} (shared machine).", "",
-        "| condition | frames/s, 1 process | frames/s, 2 processes | ≥ 10 on 2 cores |", "|---|---|---|---|",
+        "Wall-clock rates are what this shared machine delivered during the run; frames per CPU-second × 2 is "
+        "what two free cores deliver (one single-threaded process per core).", "",
+        "| condition | wall frames/s, 1 process | wall frames/s, 2 processes | frames per CPU-s | "
+        "frames/s on 2 free cores | ≥ 10 (free cores) |", "|---|---|---|---|---|---|",
     ]
-    for c in CONDITIONS:
-        lines.append(f"| {c} | {rows[c]['fps_1_process']} | {rows[c]['fps_2_processes']} | "
-                     f"{'yes' if result['meets_goal'][c] else 'NO'} |")
-    lines.append(f"| all five at once (val/test) | {rows['all']['fps_1_process']} | {rows['all']['fps_2_processes']} "
-                 f"({rows['all']['images_per_s_2_processes']} images/s) | |")
+    for c in (*CONDITIONS, "all"):
+        r = rows[c]
+        name = "all five at once (val/test; per frame set)" if c == "all" else c
+        goal = "" if c == "all" else ("yes" if result["meets_goal_2_free_cores"][c] else "NO")
+        lines.append(f"| {name} | {r['fps_1_process']} | {r['fps_2_processes']} | {r['frames_per_cpu_second']} | "
+                     f"{r['fps_2_free_cores']} | {goal} |")
     lines += ["", f"Peak memory per process: {result['peak_rss_mib_per_process']} MiB.", "",
               f"Warp check (frame t+1 warped into t with GT depth, pose and K; non-occluded pixels): "
               f"mean L1 = {result['warp_check_mean_l1']} (intensities in [0, 1]).", ""]

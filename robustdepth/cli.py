@@ -18,6 +18,7 @@ from typing import Any
 # Optional subcommand modules: each provides add_parser(subparsers); absent ones are skipped.
 EXTENSION_COMMANDS = (
     "robustdepth.world.cli",
+    "robustdepth.degrade.cli",
     "robustdepth.bench",
     "robustdepth.export",
     "robustdepth.priors.cli",

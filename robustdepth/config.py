@@ -93,6 +93,26 @@ class AugmentConfig:
 
 
 @dataclass
+class DegradeRuleConfig:
+    """Apply ``condition`` with probability ``p``; severity uniform in ``severity`` ([lo, hi] in [0, 1])."""
+
+    condition: str = "night"
+    p: float = 0.5
+    severity: list[float] = field(default_factory=lambda: [1.0, 1.0])
+
+
+@dataclass
+class DegradeConfig:
+    """Supply of pixel-aligned degraded copies of the target frame (the batch's ``degraded`` slot)."""
+
+    mode: str = "none"  # none | online (translated in the data pipeline) | offline (read a written set)
+    # Ordered rules; a later rule that fires overwrites an earlier one (md4all: rain 0.5, then night 0.33).
+    rules: list[DegradeRuleConfig] = field(default_factory=list)
+    offline_root: Any = None  # written by 'robustdepth degrade write'
+    every_n_steps: int = 1  # use degraded inputs only every S steps (SEC-Depth's S)
+
+
+@dataclass
 class TrainConfig:
     """Run mechanics: device, precision, logging, checkpoints, failure handling."""
 
@@ -127,6 +147,7 @@ _FIXED_SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "optim": OptimConfig,
     "augment": AugmentConfig,
+    "degrade": DegradeConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
 }
@@ -261,6 +282,15 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.scales={list(model.scales)}: must be 0..n-1 (e.g. [0, 1, 2, 3])")
     if cfg.train.precision not in ("fp32", "bf16"):
         raise ConfigError(f"train.precision={cfg.train.precision!r}: use fp32 or bf16")
+    if cfg.degrade.mode not in ("none", "online", "offline"):
+        raise ConfigError(f"degrade.mode={cfg.degrade.mode!r}: use none, online or offline")
+    if cfg.degrade.mode != "none" and not cfg.degrade.rules:
+        raise ConfigError(f"degrade.mode={cfg.degrade.mode!r} needs degrade.rules, "
+                          "e.g. [{condition: night, p: 0.5}]")
+    if cfg.degrade.mode == "offline" and not cfg.degrade.offline_root:
+        raise ConfigError("degrade.mode=offline needs degrade.offline_root (written by 'robustdepth degrade write')")
+    if cfg.degrade.every_n_steps < 1:
+        raise ConfigError(f"degrade.every_n_steps={cfg.degrade.every_n_steps}: must be >= 1")
     if cfg.optim.batch_size < 1:
         raise ConfigError(f"optim.batch_size={cfg.optim.batch_size}: must be >= 1")
 

@@ -115,7 +115,7 @@ def real_frame_panel(models: dict[str, DepthModel], out: Path) -> Path | None:
             rgb = np.asarray(img.convert("RGB").resize((384, int(384 * img.height / img.width))))
         row = [rgb] + [colorize_depth(m.infer(rgb)) for m in models.values()]
         rows.append(row)
-        titles.append([label] + list(models))
+        titles.append([label, *models])
     return save_panel(rows, out / "real_frames.png", titles=titles)
 
 

@@ -21,7 +21,7 @@ def test_monodepth2_recipe_has_md2_defaults() -> None:
 def test_overrides_are_typed() -> None:
     cfg = load_config("monodepth2", ["optim.lr=2e-4", "data.height=64", "train.compile=true"])
     assert cfg.optim.lr == pytest.approx(2e-4) and cfg.data.height == 64 and cfg.train.compile is True
-    with pytest.raises(ConfigError, match="optim.lr"):
+    with pytest.raises(ConfigError, match=r"optim.lr"):
         load_config("monodepth2", ["optim.lr=fast"])
 
 
@@ -30,7 +30,7 @@ def test_unknown_key_lists_valid_keys() -> None:
         load_config("monodepth2", ["optim.learning_rate=1"])
     message = str(err.value)
     assert "optim.learning_rate" in message and "lr" in message and "batch_size" in message
-    with pytest.raises(ConfigError, match="losses.photometirc"):
+    with pytest.raises(ConfigError, match=r"losses.photometirc"):
         load_config("monodepth2", ["losses.photometirc.weight=0"])
 
 
@@ -60,7 +60,7 @@ def test_validation_errors() -> None:
         load_config("monodepth2", ["data.frame_ids=[-1,0,1]"])
     with pytest.raises(ConfigError, match="recipe 'nope' not found"):
         load_config("nope")
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section.key=value"):
         load_config("monodepth2", ["lr"])
 
 

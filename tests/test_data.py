@@ -81,12 +81,12 @@ def test_missing_file_and_intrinsics_errors(small_seq: Path, tmp_path: Path) -> 
     root = tmp_path / "seq"
     shutil.copytree(small_seq, root)
     (root / "intrinsics.txt").unlink()
-    with pytest.raises(DataError, match="no intrinsics for .*intrinsics.txt"):
+    with pytest.raises(DataError, match=r"no intrinsics for .*intrinsics.txt"):
         _dataset(root)
     with pytest.raises(DataError, match="is not a folder"):
         _dataset(tmp_path / "nowhere")
     cfg = load_config("monodepth2", corridor_overrides(small_seq, **{"data.options": "{bogus: 1}"}))
-    with pytest.raises(DataError, match="data.options .*'bogus'"):
+    with pytest.raises(DataError, match=r"data.options .*'bogus'"):
         build_dataset(cfg, "train", train=True)
 
 
@@ -94,7 +94,7 @@ def test_intrinsics_shapes() -> None:
     K = parse_intrinsics([100, 110, 50, 40], "test")
     assert np.allclose(K, [[100, 0, 50], [0, 110, 40], [0, 0, 1]])
     assert parse_intrinsics(np.eye(3).reshape(-1).tolist(), "test").shape == (3, 3)
-    with pytest.raises(DataError, match="need \\[fx, fy, cx, cy\\] or a 3×3 matrix, got 5"):
+    with pytest.raises(DataError, match=r"need \[fx, fy, cx, cy\] or a 3×3 matrix, got 5"):
         parse_intrinsics([1, 2, 3, 4, 5], "test")
-    with pytest.raises(DataError, match="do not look like a pinhole K"):
+    with pytest.raises(DataError, match=r"do not look like a pinhole K"):
         parse_intrinsics([[1, 0, 0], [0, 1, 0], [0, 0, 2]], "test")

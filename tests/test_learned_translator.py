@@ -157,3 +157,13 @@ def test_clip_vision_discriminator_from_local_dir(tmp_path: Path) -> None:
     batch = [torch.rand(1, 3, SIZE, SIZE)]
     history = train_translator(translator, batch, batch, "rain", steps=1, lr=1e-3, clip_vision_dir=tmp_path / "clip")
     assert len(history) == 1 and all(torch.isfinite(torch.tensor(v)) for v in history[0].values())
+
+
+def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import robustdepth.degrade.learned as learned
+
+    monkeypatch.setattr(learned, "_IMPORT_ERROR", ImportError("No module named 'peft'"))
+    with pytest.raises(ImportError, match=r"pip install robustdepth\[diffusion\]"):
+        OneStepTranslator.build_tiny()
+    with pytest.raises(ImportError, match="peft"):
+        OneStepTranslator.from_pretrained("/nonexistent")

@@ -95,11 +95,11 @@ def test_two_process_data_parallel_run(corridor: Path, tmp_path: Path) -> None:
 def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
     pickled = tmp_path / "pickled.pt"
     torch.save({"format": "x", "model": torch.nn.Linear(2, 2)}, pickled)  # a pickled module
-    with pytest.raises(CheckpointError, match="refusing to load .*pickled Python objects"):
+    with pytest.raises(CheckpointError, match=r"refusing to load .*pickled Python objects"):
         load_checkpoint(pickled)
     bare = tmp_path / "depth.pth"
     torch.save({"decoder.0.conv.conv.weight": torch.zeros(1)}, bare)
-    with pytest.raises(CheckpointError, match="not a robustdepth checkpoint.*bare state_dict"):
+    with pytest.raises(CheckpointError, match=r"not a robustdepth checkpoint.*bare state_dict"):
         load_checkpoint(bare)
     truncated = tmp_path / "trunc.pt"
     truncated.write_bytes(b"PK\x03\x04garbage")

@@ -7,6 +7,7 @@ masks, priors) register a *sample hook factory* ``(cfg, split, train) -> SampleH
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ HookFactory = Callable[[Any, str, bool], "SampleHook | None"]
 
 DATASETS: dict[str, tuple[ItemBuilder, frozenset[str]]] = {}
 SAMPLE_HOOKS: list[HookFactory] = []
+# Modules that register sample hooks (imported on first use: they depend on this package).
+HOOK_MODULES = ("robustdepth.degrade.supply",)
 
 
 def register_dataset(name: str, options: Sequence[str] = ()) -> Callable[[ItemBuilder], ItemBuilder]:
@@ -91,6 +94,8 @@ def build_items(cfg: Any, split: str, train: bool) -> list[FrameItem]:
 def build_dataset(cfg: Any, split: str, train: bool) -> FrameDataset:
     """The training (augmented, with source frames) or evaluation (target + GT) dataset of a split."""
     items = build_items(cfg, split, train)
+    for module in HOOK_MODULES:
+        importlib.import_module(module)
     hooks = [h for h in (factory(cfg, split, train) for factory in SAMPLE_HOOKS) if h is not None]
     return FrameDataset(
         items,

@@ -85,7 +85,7 @@ def parse_intrinsics(value: Any, source: str) -> np.ndarray:
         arr = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)
     if arr.size not in (9, 12, 16):
         raise DataError(f"intrinsics from {source}: need [fx, fy, cx, cy] or a 3×3 matrix, got {arr.size} numbers")
-    side = int(round(arr.size ** 0.5)) if arr.size != 12 else 3
+    side = {9: 3, 12: 3, 16: 4}[arr.size]
     K = arr.reshape(side, -1)[:3, :3]
     if K[0, 0] <= 0 or K[1, 1] <= 0 or abs(K[2, 2] - 1) > 1e-6 or K[1, 0] or K[2, 0] or K[2, 1]:
         raise DataError(f"intrinsics from {source} do not look like a pinhole K in pixels:\n{K}")
@@ -131,9 +131,14 @@ class FrameItem:
 
 
 class SampleHook(Protocol):
-    """Fills extra slots of a sample (degraded copy, masks, priors) consistently with its augmentation."""
+    """Fills extra slots of a sample (degraded copy, masks, priors) consistently with its augmentation.
 
-    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool) -> None: ...
+    ``augment`` applies this sample's colour jitter / noise draw to another image of the sample (e.g.
+    the degraded copy), so network inputs derived from one frame share one augmentation.
+    """
+
+    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+                 augment: Callable[[torch.Tensor], torch.Tensor]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,7 @@ class FrameDataset(Dataset):
         if self.load_depth_gt:
             sample["depth_gt"] = self._depth_gt(item, flipped)
         for hook in self.hooks:
-            hook(item, sample, gen, flipped)
+            hook(item, sample, gen, flipped, lambda img: self.jitter_and_noise(img, jitter, noisy, gen))
         return sample
 
     def jitter_and_noise(self, frame: torch.Tensor, jitter: Any, noisy: bool, gen: torch.Generator) -> torch.Tensor:
@@ -260,5 +265,3 @@ class FrameDataset(Dataset):
         tensor = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32)).unsqueeze(0)
         return tensor.flip(-1) if flipped else tensor
 
-
-SampleHookFactory = Callable[..., SampleHook]

@@ -200,8 +200,9 @@ class Trainer:
     def train_step(self, batch: dict[Any, Any]) -> dict[str, float]:
         """One optimisation step (or a counted skip when anything is non-finite)."""
         state = StepState(self.step, self.total_steps, self.step // self.steps_per_epoch, self.steps_per_epoch)
+        degraded_active = self.step % self.cfg.degrade.every_n_steps == 0
         ctx = StepContext(self._to_device(batch), self.depth_net, self.pose_net, self.providers, state, self.cfg,
-                          self.generator, self.device)
+                          self.generator, self.device, degraded_active=degraded_active)
         self.models.train()
         total, logs = self.losses(ctx)
         finite = bool(torch.isfinite(total))
