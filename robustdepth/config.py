@@ -239,11 +239,18 @@ def parse_overrides(overrides: list[str]) -> list[str]:
     return list(overrides)
 
 
+def recipe_parts(recipe: str | Path) -> list[str | Path]:
+    """``"acdepth+sec"`` → ``["acdepth", "sec"]``: a recipe followed by overlays merged left to right."""
+    if isinstance(recipe, Path) or Path(recipe).is_file():
+        return [recipe]
+    return [part for part in str(recipe).split("+") if part]
+
+
 def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
-    """Schema defaults <- recipe chain (base first) <- ``key=value`` overrides, validated."""
+    """Schema defaults <- recipe chain (base first) <- overlays (``a+b``) <- ``key=value`` overrides."""
     cfg = schema()
-    if recipe is not None:
-        for path, data in _recipe_chain(resolve_recipe_path(recipe)):
+    for part in recipe_parts(recipe) if recipe is not None else []:
+        for path, data in _recipe_chain(resolve_recipe_path(part)):
             cfg = _merge(cfg, data, f"recipe {path}")
     if overrides:
         dotlist = OmegaConf.from_dotlist(parse_overrides(overrides))

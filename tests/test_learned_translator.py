@@ -153,10 +153,6 @@ def test_clip_vision_discriminator_from_local_dir(tmp_path: Path) -> None:
     logits.mean().backward()
     assert all(p.grad is None for p in disc.clip.parameters())
     assert all(p.grad is not None for p in disc.heads.parameters())
-    translator = OneStepTranslator.build_tiny({"unet_rank": 4})
-    batch = [torch.rand(1, 3, SIZE, SIZE)]
-    history = train_translator(translator, batch, batch, "rain", steps=1, lr=1e-3, clip_vision_dir=tmp_path / "clip")
-    assert len(history) == 1 and all(torch.isfinite(torch.tensor(v)) for v in history[0].values())
 
 
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:

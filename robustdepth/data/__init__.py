@@ -31,8 +31,14 @@ HookFactory = Callable[[Any, str, bool], "SampleHook | None"]
 
 DATASETS: dict[str, tuple[ItemBuilder, frozenset[str]]] = {}
 SAMPLE_HOOKS: list[HookFactory] = []
-# Modules that register sample hooks (imported on first use: they depend on this package).
-HOOK_MODULES = ("robustdepth.degrade.supply",)
+# Modules that register datasets / sample hooks (imported on first use: they depend on this package).
+DATASET_MODULES: tuple[str, ...] = ()
+HOOK_MODULES: tuple[str, ...] = ("robustdepth.degrade.supply",)
+
+
+def load_registered_modules() -> None:
+    for module in (*DATASET_MODULES, *HOOK_MODULES):
+        importlib.import_module(module)
 
 
 def register_dataset(name: str, options: Sequence[str] = ()) -> Callable[[ItemBuilder], ItemBuilder]:
@@ -82,6 +88,7 @@ def augment_settings(augment: Any) -> AugmentSettings:
 
 
 def build_items(cfg: Any, split: str, train: bool) -> list[FrameItem]:
+    load_registered_modules()
     name = cfg.data.dataset
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}")
@@ -94,8 +101,6 @@ def build_items(cfg: Any, split: str, train: bool) -> list[FrameItem]:
 def build_dataset(cfg: Any, split: str, train: bool) -> FrameDataset:
     """The training (augmented, with source frames) or evaluation (target + GT) dataset of a split."""
     items = build_items(cfg, split, train)
-    for module in HOOK_MODULES:
-        importlib.import_module(module)
     hooks = [h for h in (factory(cfg, split, train) for factory in SAMPLE_HOOKS) if h is not None]
     return FrameDataset(
         items,
