@@ -120,12 +120,10 @@ def _luminance(images: torch.Tensor) -> torch.Tensor:
 
 
 def _lerp(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor | float) -> torch.Tensor:
-    """``a + (b − a)·weight`` in one fused kernel, broadcasting all three."""
+    """``a + (b − a)·weight`` in one fused kernel (torch.lerp broadcasts all three natively)."""
     if isinstance(weight, torch.Tensor):
-        shape = torch.broadcast_shapes(a.shape, b.shape, weight.shape)
-        return torch.lerp(a.expand(shape), b.expand(shape), weight.to(a.dtype).expand(shape))
-    shape = torch.broadcast_shapes(a.shape, b.shape)
-    return torch.lerp(a.expand(shape), b.expand(shape), weight)
+        weight = weight.to(a.dtype)
+    return torch.lerp(a, b, weight)
 
 
 def image_position_depth(height: int, width: int, horizon: float = HORIZON, near: float = NEAR_DEPTH,
@@ -268,9 +266,11 @@ def _wet_ground(images: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """Darken the likely ground and mix in a blurred mirror image of the scene above it (wet reflections)."""
     h, w = images.shape[-2:]
     ground = ground_weight(h, w, images)
-    horizon_row = int(HORIZON * h)
-    source_rows = (2 * horizon_row - torch.arange(h, device=images.device)).clamp(0, h - 1)
-    reflection = filters.wide_blur(images, 2, 1.5)[:, :, source_rows, :]
+    # Mirror rows about the horizon on a 4×-shrunk, blurred copy (reflections are blurry anyway), then enlarge.
+    small = filters.gaussian_blur(filters.resize(images, (max(2, h // 4), max(2, w // 4))), 0.75)
+    rows = small.shape[-2]
+    source_rows = (2 * int(HORIZON * rows) - torch.arange(rows, device=images.device)).clamp(0, rows - 1)
+    reflection = filters.resize(small[:, :, source_rows, :], (h, w))
     wet = images * (1 - 0.3 * s * ground)
     return _lerp(wet, reflection.mul_(0.8), 0.25 * s * ground)
 
@@ -418,4 +418,4 @@ def translate(images: torch.Tensor, condition: str, severity: float | torch.Tens
     check_images(images)
     s = severity_tensor(severity, images)
     out = translator(images, s, generator, depth)
-    return out.to(images.dtype)
+    return out.to(images.dtype).contiguous()  # OpenCV-filtered results may come back channels-last

@@ -102,7 +102,7 @@ def _airlight(condition: str) -> Tensor:
 
 
 def _reflect(d: Tensor, n: Tensor) -> Tensor:
-    return d - 2 * (d * n).sum(-1, keepdim=True) * n
+    return d - 2 * R.dot(d, n).unsqueeze(-1) * n
 
 
 # ------------------------------------------------------------------------------------------ shadow map
@@ -165,23 +165,25 @@ def _hemisphere(surf: R.Surface) -> Tensor:
 
 
 def _lamp_light(surf: R.Surface, scene: S.Scene, position: Tensor, intensity: float) -> Tensor:
-    """Street lamps: point lights aimed downwards, inverse-square fall-off (no shadows)."""
+    """Street lamps: point lights aimed downwards, inverse-square fall-off (no shadows).
+
+    All lamps at once as N×L matrices: n·(q − p) = n·q − n·p and |q − p|² = |q|² − 2 p·q + |p|².
+    """
     lamps = scene.lamps
     if lamps.numel() == 0:
         return torch.zeros_like(surf.p)
-    dist = (lamps - position).norm(dim=-1)
-    lamps = lamps[dist < 90]
-    if lamps.shape[0] > 10:  # the ten nearest light nearly everything the camera sees (1/d² fall-off)
-        lamps = lamps[(lamps - position).norm(dim=-1).argsort()[:10]]
-    out = torch.zeros(surf.p.shape[0])
-    for q in lamps:
-        vec = q - surf.p
-        d2 = (vec * vec).sum(-1)
-        inv = torch.rsqrt(d2.clamp_min(1e-6))
-        cos = ((surf.n * vec).sum(-1) * inv).clamp_min(0)
-        down = (-vec[:, 1] * inv).clamp(0, 1)  # lamp → point direction's downward component
-        cone = ((down - 0.15) / 0.45).clamp(0, 1)
-        out = out + cos * cone / (d2 + 1.0)
+    lamps = lamps[(lamps - position).norm(dim=-1) < 80]
+    if lamps.shape[0] > 8:  # the eight nearest light nearly everything the camera sees (1/d² fall-off)
+        lamps = lamps[(lamps - position).norm(dim=-1).argsort()[:8]]
+    if lamps.shape[0] == 0:
+        return torch.zeros_like(surf.p)
+    p, n = surf.p, surf.n
+    d2 = ((lamps * lamps).sum(-1).unsqueeze(0) - 2 * (p @ lamps.T) + R.dot(p, p).unsqueeze(-1)).clamp_min(1e-6)
+    inv = torch.rsqrt(d2)
+    cos = ((n @ lamps.T - R.dot(n, p).unsqueeze(-1)) * inv).clamp_min(0)
+    down = (p[:, 1:2] - lamps[:, 1].unsqueeze(0)) * inv  # lamp → point direction's downward component
+    cone = ((down - 0.15) / 0.45).clamp(0, 1)
+    out = (cos * cone / (d2 + 1.0)).sum(-1)
     return intensity * out.unsqueeze(-1) * LAMP_COLOR
 
 
@@ -193,16 +195,16 @@ def _headlights(surf: R.Surface, ctx: FrameContext, intensity: float) -> Tensor:
     for side in (-0.75, 0.75):
         q = pos + rot @ torch.tensor([side, 0.95, 1.2])
         vec = q - surf.p
-        d2 = (vec * vec).sum(-1)
+        d2 = R.dot(vec, vec)
         inv = torch.rsqrt(d2.clamp_min(1e-6))
-        cos = ((surf.n * vec).sum(-1) * inv).clamp_min(0)
+        cos = (R.dot(surf.n, vec) * inv).clamp_min(0)
         spot = (((-vec * inv.unsqueeze(-1)) @ axis - 0.91) / 0.07).clamp(0, 1)
         out = out + cos * spot / (d2 + 0.5)
     return intensity * out.unsqueeze(-1) * torch.tensor([1.0, 0.97, 0.9])
 
 
 def _fresnel(surf: R.Surface, f0: float) -> Tensor:
-    cos = (-(surf.n * _unit(surf.dirs)).sum(-1)).clamp(0, 1)
+    cos = (-R.dot(surf.n, _unit(surf.dirs))).clamp(0, 1)
     return f0 + (1 - f0) * (1 - cos).pow(5)
 
 

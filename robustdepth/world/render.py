@@ -112,7 +112,17 @@ class OrthoView:
         return False
 
 
+View = PinholeView | OrthoView
+
 # ----------------------------------------------------------------------------------------- intersection
+
+
+_ONES3 = torch.ones(3, 1)
+
+
+def dot(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise dot product of N×3 tensors (a matmul with ones: ~3× faster than ``.sum(-1)`` here)."""
+    return ((a * b) @ _ONES3).squeeze(-1)
 
 
 def _take(x: Tensor, index: Tensor) -> Tensor:
@@ -141,7 +151,7 @@ def _corners_world(prims: S.Primitives) -> Tensor:
     return _from_local(local, c.unsqueeze(1), s.unsqueeze(1)) + prims.center.unsqueeze(1)
 
 
-def _rects(view, prims: S.Primitives) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _rects(view: View, prims: S.Primitives) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Screen rectangles (x0, y0, w, h) bounding each primitive, and which primitives are visible at all."""
     corners = _corners_world(prims)
     u, v, z = view.project(corners)
@@ -197,9 +207,9 @@ def _hit_box(o: Tensor, d: Tensor, h: Tensor) -> Tensor:
 
 def _hit_ellipsoid(o: Tensor, d: Tensor, h: Tensor) -> Tensor:
     os, ds = o / h, d / h
-    a = (ds * ds).sum(-1)
-    b = (os * ds).sum(-1)
-    c = (os * os).sum(-1) - 1
+    a = dot(ds, ds)
+    b = dot(os, ds)
+    c = dot(os, os) - 1
     disc = b * b - a * c
     t = (-b - disc.clamp_min(0).sqrt()) / a
     return torch.where((disc >= 0) & (t > NEAR), t, math.inf)
@@ -261,7 +271,7 @@ def _ground_t(road: S.Road, origin: Tensor, dirs: Tensor) -> Tensor:
     return torch.where(down & (t < MAX_GROUND_DISTANCE), t, math.inf)
 
 
-def cast(view, scene: S.Scene, prims: S.Primitives, ground: bool = True) -> Hits:
+def cast(view: View, scene: S.Scene, prims: S.Primitives, ground: bool = True) -> Hits:
     """Nearest intersection of every pixel's ray with the ground and the given primitives."""
     origin, dirs = view.rays()
     n = dirs.shape[0]
@@ -382,7 +392,7 @@ def _ground_attributes(scene: S.Scene, p: Tensor) -> tuple[Tensor, Tensor, Tenso
 _GROUND_TABLE = torch.zeros(4, 3)
 
 
-def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
+def surfaces(view: View, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
     """Hit point, normal, material, ids, surface coordinates and footprints for every pixel."""
     origin, dirs = view.rays()
     n_pix = dirs.shape[0]
@@ -452,7 +462,7 @@ def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
         seed.index_copy_(0, o, _take(prims.instance, pi) * 7 + dom)
 
     # Normals face the viewer (thin geometry seen from inside/behind stays lit consistently).
-    facing = (normal * dirs).sum(-1) > 0
+    facing = dot(normal, dirs) > 0
     normal = torch.where(facing.unsqueeze(-1), -normal, normal)
     fu, fv = _footprints(view, dirs, t, normal, eu, ev)
     dist = t * dirs.norm(dim=-1)
@@ -461,17 +471,17 @@ def surfaces(view, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Surface:
                    base=base, instance=inst, u=u, v=v, fu=fu, fv=fv, param=param, seed=seed, lateral=lateral)
 
 
-def _footprints(view, dirs: Tensor, t: Tensor, n: Tensor, eu: Tensor, ev: Tensor) -> tuple[Tensor, Tensor]:
+def _footprints(view: View, dirs: Tensor, t: Tensor, n: Tensor, eu: Tensor, ev: Tensor) -> tuple[Tensor, Tensor]:
     """Ray differentials: how far (in metres along the texture axes) one pixel step moves the hit point."""
     if isinstance(view, OrthoView):
         return torch.full_like(t, view.texel), torch.full_like(t, view.texel)
     dx, dy = view.pixel_derivatives()
-    nd = (n * dirs).sum(-1)
+    nd = dot(n, dirs)
     nd = torch.where(nd.abs() < 0.03, torch.full_like(nd, -0.03), nd)
     px = t.unsqueeze(-1) * (dx - dirs * ((n @ dx) / nd).unsqueeze(-1))
     py = t.unsqueeze(-1) * (dy - dirs * ((n @ dy) / nd).unsqueeze(-1))
-    fu = torch.sqrt((px * eu).sum(-1) ** 2 + (py * eu).sum(-1) ** 2)
-    fv = torch.sqrt((px * ev).sum(-1) ** 2 + (py * ev).sum(-1) ** 2)
+    fu = torch.sqrt(dot(px, eu) ** 2 + dot(py, eu) ** 2)
+    fv = torch.sqrt(dot(px, ev) ** 2 + dot(py, ev) ** 2)
     return fu.clamp(1e-4, 5.0), fv.clamp(1e-4, 5.0)
 
 
