@@ -5,7 +5,7 @@ processes = the 2 cores of this machine, each rendering and writing its own sequ
 writer), the amortised rate when a frame is rendered in all five conditions at once (val/test), peak
 memory, the photometric warp-check error, and the wall time of generating the tiny and small presets.
 
-    .venv/bin/python benchmarks/world_speed.py [--frames 24] [--skip-presets]
+    .venv/bin/python benchmarks/world_speed.py [--frames 24] [--skip-presets] [--keep-small DIR]
 
 The machine is shared: the load average is recorded with the numbers.
 """
@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=24, help="frames per process and condition (default 24)")
     parser.add_argument("--skip-presets", action="store_true", help="do not time tiny/small generation")
     parser.add_argument("--out", default="docs/results", help="folder for world_speed.{json,md}")
+    parser.add_argument("--keep-small", default=None, help="write the timed small preset here and keep it")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_presets:
             for name, workers in (("tiny", 1), ("small", 2)):
                 start = time.perf_counter()
-                generate(name, 0, tmp / f"preset_{name}", progress=False, workers=workers)
+                target = Path(args.keep_small) if name == "small" and args.keep_small else tmp / f"preset_{name}"
+                generate(name, 0, target, progress=False, workers=workers)
                 presets[name] = {"seconds": round(time.perf_counter() - start, 1), "workers": workers,
                                  "resolution": [PRESETS[name].height, PRESETS[name].width],
                                  "images": PRESETS[name].total_renders}

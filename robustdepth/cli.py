@@ -23,6 +23,7 @@ EXTENSION_COMMANDS = (
     "robustdepth.export",
     "robustdepth.priors.cli",
     "robustdepth.data.cli",
+    "robustdepth.pipeline_cli",
 )
 
 
@@ -75,7 +76,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     write_results(out, summary, protocol, extra={"checkpoint": str(args.checkpoint),
                                                  "split": args.split or cfg.eval.split,
                                                  "data": to_dict(cfg)["data"]})
-    print_table(summary, protocol=protocol)
+    print_table(summary)
     print(f"results: {out}")
     return 0
 
@@ -83,7 +84,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from robustdepth.inference import DepthModel, predict_to_folder
 
-    model = DepthModel.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    model = DepthModel.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision,
+                                       backend=args.backend)
     written = predict_to_folder(model, args.inputs, Path(args.out), panel=args.panel,
                                 post_process=args.post_process)
     print(f"wrote {len(written)} depth map(s) to {args.out}")
@@ -148,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--panel", action="store_true", help="also write image | depth panels")
     p.add_argument("--post-process", action="store_true", help="Monodepth2 flip post-processing")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime: CPU, fp32 (CHECKPOINT may be an .onnx from 'robustdepth export')")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_predict)
 

@@ -47,6 +47,9 @@ class DataConfig:
     intrinsics: Any = None
     num_workers: int = 2
     load_depth_gt: bool = False  # also load GT depth into training batches (eval always loads it)
+    # Keep each worker's resized frames in memory (byte-identical samples; skips decode + resize after
+    # the first epoch). Budget in MiB per loader process; 0 = off.
+    cache_frames_mb: int = 1024
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific, validated by the dataset
 
 
@@ -123,6 +126,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast on the networks; losses stay fp32)
     channels_last: bool = False
     compile: bool = False  # torch.compile the networks (pays off on long runs)
+    compile_loss: bool = False  # also torch.compile the photometric error / warp kernels (long runs)
     log_every: int = 25
     image_every: int = 250
     ckpt_every: int = 500

@@ -12,6 +12,15 @@ from robustdepth.degrade import CONDITIONS, TRANSLATORS, DegradeSampler, image_p
 RANDOM_CONDITIONS = ("night", "rain", "fog", "snow", "noise", "low_exposure")  # those that draw random fields
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on the shared 2-core host a 2-thread pool stalls on descheduled threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _scene(batch: int = 2, height: int = 64, width: int = 128, seed: int = 0) -> torch.Tensor:
     """A structured test image: smooth gradients + bright small spots + high-frequency texture, in [0, 1]."""
     g = torch.Generator().manual_seed(seed)

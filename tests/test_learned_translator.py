@@ -20,15 +20,17 @@ from robustdepth.degrade.learned import (
     train_translator,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:TF32 acceleration:UserWarning")
 SIZE = 32  # one image size everywhere: each new shape costs a CPU kernel warm-up
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _plain_cpu_kernels():
-    """Use ATen's own conv kernels: oneDNN's per-shape warm-up costs tens of seconds for these tiny models."""
-    with torch.backends.mkldnn.flags(enabled=False):
-        yield
+def _one_thread():
+    """One intra-op thread: on the shared 2-core host, a 2-thread pool waiting on a descheduled thread made
+    these many tiny ops ~30× slower (46 s vs 1.3 s CPU for two training steps)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,13 @@ HookFactory = Callable[[Any, str, bool], "SampleHook | None"]
 DATASETS: dict[str, tuple[ItemBuilder, frozenset[str]]] = {}
 SAMPLE_HOOKS: list[HookFactory] = []
 # Modules that register datasets / sample hooks (imported on first use: they depend on this package).
-DATASET_MODULES: tuple[str, ...] = ()
-HOOK_MODULES: tuple[str, ...] = ("robustdepth.degrade.supply",)
+DATASET_MODULES: tuple[str, ...] = (
+    "robustdepth.data.kitti",
+    "robustdepth.data.nuscenes",
+    "robustdepth.data.robotcar",
+    "robustdepth.data.drivingstereo",
+)
+HOOK_MODULES: tuple[str, ...] = ("robustdepth.degrade.supply", "robustdepth.priors.masks")
 
 
 def load_registered_modules() -> None:

@@ -169,6 +169,41 @@ def items_with_neighbours(sequences: Sequence[FrameSequence], frame_ids: Sequenc
             for i in range(-lo, seq.num_frames - hi)]
 
 
+CachedFrame = tuple[np.ndarray, tuple[int, int]]  # (H×W×3 uint8 at training size, native (H, W))
+
+
+class FrameCache:
+    """Resized uint8 frames kept in memory up to a byte budget (first come, first kept).
+
+    Decoding and Lanczos-resizing three frames per sample is most of a loader worker's work; with
+    the cache each frame is done once per worker process, and the uint8 array it stores is exactly
+    what the uncached path converts, so samples stay byte-identical. Once full it simply stops
+    adding (no eviction churn: a random-order epoch would evict what it needs next anyway).
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        if budget_bytes < 0:
+            raise ValueError(f"frame cache budget must be >= 0 bytes, got {budget_bytes}")
+        self.budget_bytes = int(budget_bytes)
+        self.used_bytes = 0
+        self._store: dict[Any, CachedFrame] = {}
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def get(self, key: Any, load: Callable[[], CachedFrame]) -> CachedFrame:
+        """The cached value of ``key``, else ``load()`` (stored while the budget allows)."""
+        hit = self._store.get(key)
+        if hit is not None:
+            return hit
+        value = load()
+        if self.used_bytes + value[0].nbytes <= self.budget_bytes:
+            value[0].setflags(write=False)  # shared across samples: never modified in place
+            self._store[key] = value
+            self.used_bytes += value[0].nbytes
+        return value
+
+
 class FrameDataset(Dataset):
     """Turns :class:`FrameItem` s into sample dicts at a fixed training resolution.
 
@@ -189,6 +224,7 @@ class FrameDataset(Dataset):
         self.seed = seed
         self.load_depth_gt = load_depth_gt
         self.hooks = list(hooks)
+        self.frame_cache = FrameCache(0)  # off unless the trainer sets a budget (data.cache_frames_mb)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -196,13 +232,22 @@ class FrameDataset(Dataset):
     def conditions(self) -> list[str]:
         return sorted({item.condition for item in self.items})
 
-    def _frame_tensor(self, item: FrameItem, index: int) -> tuple[torch.Tensor, tuple[int, int]]:
-        """Frame ``index`` resized to the training resolution, and its native (H, W)."""
+    def _resized_frame(self, item: FrameItem, index: int) -> CachedFrame:
+        """Frame ``index`` as H×W×3 uint8 at the training resolution, and its native (H, W)."""
         img = item.sequence.load_image(index, item.condition)
         native_hw = (img.height, img.width)
         if img.size != (self.width, self.height):
             img = img.resize((self.width, self.height), Image.Resampling.LANCZOS)  # Monodepth2's antialias
-        tensor = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        return np.asarray(img), native_hw
+
+    def _frame_tensor(self, item: FrameItem, index: int) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Frame ``index`` resized to the training resolution (cached when enabled), and its native (H, W)."""
+        if self.frame_cache.budget_bytes > 0:
+            key = (str(item.sequence.image_path(index, item.condition)), self.height, self.width)
+            rgb, native_hw = self.frame_cache.get(key, lambda: self._resized_frame(item, index))
+        else:
+            rgb, native_hw = self._resized_frame(item, index)
+        tensor = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1).contiguous()
         return tensor, native_hw
 
     def _intrinsics(self, item: FrameItem, native_hw: tuple[int, int]) -> torch.Tensor:

@@ -377,6 +377,8 @@ def low_exposure(images: torch.Tensor, s: torch.Tensor, generator: torch.Generat
 
 
 # ----------------------------------------------------------------------------------------------- registry
+# name → translator ``fn(images, severity_B111, generator, depth)``; call them through :func:`translate`, which
+# validates the inputs and turns a scalar / (B,) severity into the ``B×1×1×1`` tensor they expect.
 TRANSLATORS: dict[str, Translator] = {
     "night": night,
     "rain": rain,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,16 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_alpha: floa
     if ssim_alpha == 0:
         return l1
     return ssim_alpha * ssim_dissimilarity(pred, target).mean(1, keepdim=True) + (1 - ssim_alpha) * l1
+
+
+@functools.cache
+def compiled_photometric_error() -> Callable[..., torch.Tensor]:
+    """:func:`photometric_error` through ``torch.compile`` (one fused SSIM + L1 kernel per shape).
+
+    Opt-in (``train.compile_loss``): the fused kernel rounds differently from eager at the 1e-7 level,
+    so the default path stays the eager function. Built once per process, on first use.
+    """
+    return torch.compile(photometric_error, dynamic=False)
 
 
 def min_reprojection(reprojection: torch.Tensor, identity: torch.Tensor | None,
@@ -84,18 +96,19 @@ class PhotometricLoss(LossTerm):
         cfg = self.cfg
         target = ctx.color(0)
         sources = ctx.source_ids
+        error = compiled_photometric_error() if ctx.cfg.train.compile_loss else photometric_error
         identity = None
         noise = None
         if cfg.automask:
             identity = ctx.memo("identity_error", lambda: torch.cat(
-                [photometric_error(ctx.color(f), target, cfg.ssim_alpha) for f in sources], 1))
+                [error(ctx.color(f), target, cfg.ssim_alpha) for f in sources], 1))
             noise = torch.randn(identity.shape, generator=ctx.generator, device="cpu").to(identity) \
                 * cfg.automask_noise
         total = torch.zeros((), device=ctx.device)
         masked = 0.0
         for scale in ctx.scales:
             depth = ctx.depth_full(cfg.view, scale)
-            errors = [photometric_error(ctx.reconstruct(f, depth), target, cfg.ssim_alpha) for f in sources]
+            errors = [error(ctx.reconstruct(f, depth), target, cfg.ssim_alpha) for f in sources]
             reprojection = torch.cat(errors, 1)
             if cfg.min_reprojection:
                 per_pixel, mask = min_reprojection(reprojection, identity, noise)

@@ -33,7 +33,7 @@ def code_version() -> dict[str, str]:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).resolve().parent, timeout=5).stdout.strip()
-    return {"robustdepth": __version__, "git": commit, "torch": torch.__version__}
+    return {"robustdepth": __version__, "git": commit, "torch": str(torch.__version__)}
 
 
 def atomic_save(obj: Any, path: Path) -> None:

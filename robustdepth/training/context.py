@@ -140,9 +140,10 @@ class StepContext:
             raise RuntimeError("a loss asked for poses but the recipe built no pose network")
 
         def run() -> Pose:
-            target, source = self.color(0, aug=True), self.color(frame_id, aug=True)
+            target, source = self._net_input(self.color(0, aug=True)), self._net_input(self.color(frame_id, aug=True))
             with self._autocast():
                 pose = relative_pose(self.pose_net, target, source, source_is_before=frame_id < 0)
+            # Rodrigues + inversion run in fp32 (outside autocast's matmul casts), so warps get fp32 poses.
             return Pose(pose.matrix.float())
         return self.memo(("pose", frame_id), run)
 
@@ -152,14 +153,20 @@ class StepContext:
 
     # -- depth passes ------------------------------------------------------------------------
     def _autocast(self) -> Any:
+        """bf16 autocast for network passes only (CPU or CUDA); losses run outside it, in fp32."""
         if self.cfg.train.precision != "bf16":
             return nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
+    def _net_input(self, image: torch.Tensor) -> torch.Tensor:
+        """A network input in the configured memory format (channels_last matches the weights' layout)."""
+        if self.cfg.train.channels_last:
+            return image.contiguous(memory_format=torch.channels_last)
+        return image
+
     def run_depth(self, net: Callable[..., DepthOutput], image: torch.Tensor, grad: bool) -> DepthOutput:
         """One depth-network pass with the configured precision/memory format; outputs in fp32."""
-        if self.cfg.train.channels_last:
-            image = image.contiguous(memory_format=torch.channels_last)
+        image = self._net_input(image)
         with (nullcontext() if grad else torch.no_grad()), self._autocast():
             out = net(image)
         if self.cfg.train.precision == "bf16":

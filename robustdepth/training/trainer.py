@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from robustdepth.config import to_dict, to_yaml
 from robustdepth.data import build_dataset
+from robustdepth.data.base import FrameCache, FrameDataset
 from robustdepth.losses import LossSet
 from robustdepth.networks import DepthNet, PoseNet
 from robustdepth.priors import ProviderSet
@@ -128,15 +129,22 @@ class Trainer:
         broadcast_parameters(self.models, self.dist)
         depth, pose = self.models.depth, self.models.pose
         if self.cfg.train.compile:
+            # The compiled wrappers share parameters with self.models: checkpoints, the optimiser and
+            # resume keep using the plain modules' state_dicts (no "_orig_mod." keys).
             depth = torch.compile(depth)
             pose = torch.compile(pose) if pose is not None else None
         return depth, pose
 
     def _make_loader(self) -> DataLoader:
+        """Batches that keep the model fed: worker processes (each with its own resized-frame cache, kept
+        across epochs by persistent workers), pinned memory + non-blocking copies on CUDA, and prefetching."""
         workers = self.cfg.data.num_workers
+        if isinstance(self.dataset, FrameDataset):
+            self.dataset.frame_cache = FrameCache(max(0, int(self.cfg.data.cache_frames_mb)) * 2**20)
         return DataLoader(
             self.dataset, batch_size=self.cfg.optim.batch_size, sampler=self.sampler, num_workers=workers,
             pin_memory=self.device.type == "cuda", drop_last=True, persistent_workers=workers > 0,
+            prefetch_factor=4 if workers > 0 else None,
             generator=torch.Generator().manual_seed(self.cfg.train.seed),  # keeps the global RNG untouched
         )
 

@@ -164,7 +164,8 @@ def _hemisphere(surf: R.Surface) -> Tensor:
     return 0.55 + 0.45 * (-surf.n[:, 1])
 
 
-def _lamp_light(surf: R.Surface, scene: S.Scene, position: Tensor, intensity: float) -> Tensor:
+def _lamp_light(surf: R.Surface, scene: S.Scene, position: Tensor, intensity: float, max_lamps: int = 8
+                ) -> Tensor:
     """Street lamps: point lights aimed downwards, inverse-square fall-off (no shadows).
 
     All lamps at once as N×L matrices: n·(q − p) = n·q − n·p and |q − p|² = |q|² − 2 p·q + |p|².
@@ -173,8 +174,8 @@ def _lamp_light(surf: R.Surface, scene: S.Scene, position: Tensor, intensity: fl
     if lamps.numel() == 0:
         return torch.zeros_like(surf.p)
     lamps = lamps[(lamps - position).norm(dim=-1) < 80]
-    if lamps.shape[0] > 8:  # the eight nearest light nearly everything the camera sees (1/d² fall-off)
-        lamps = lamps[(lamps - position).norm(dim=-1).argsort()[:8]]
+    if lamps.shape[0] > max_lamps:  # the nearest light nearly everything the camera sees (1/d² fall-off)
+        lamps = lamps[(lamps - position).norm(dim=-1).argsort()[:max_lamps]]
     if lamps.shape[0] == 0:
         return torch.zeros_like(surf.p)
     p, n = surf.p, surf.n
@@ -212,8 +213,12 @@ def _fresnel(surf: R.Surface, f0: float) -> Tensor:
 
 
 def shade(condition: str, surf: R.Surface, look: R.Look, scene: S.Scene, ctx: FrameContext, severity: float,
-          shadow: ShadowMap | None, reflection: Tensor | None) -> Tensor:
-    """Linear HDR radiance N×3 of the frame in one condition (before lens/sensor effects)."""
+          shadow: ShadowMap | None, reflection: Tensor | None, lamp_light: bool = True) -> Tensor:
+    """Linear HDR radiance N×3 of the frame in one condition (before lens/sensor effects).
+
+    ``lamp_light=False`` drops the street lamps' illumination (not their glowing bulbs): the blurred
+    low-resolution mirror image for wet-road reflections does not need it.
+    """
     unit_dirs = _unit(surf.dirs)
     albedo = look.albedo
     hit = surf.hit.unsqueeze(-1)
@@ -232,13 +237,14 @@ def shade(condition: str, surf: R.Surface, look: R.Look, scene: S.Scene, ctx: Fr
     elif condition == "night":
         p = condition_parameters("night", severity)
         light = p["ambient"] * _hemisphere(surf).unsqueeze(-1) * torch.tensor([0.6, 0.7, 1.0])
-        light = light + _lamp_light(surf, scene, ctx.position, 28.0) + _headlights(surf, ctx, 70.0)
+        light = light + _lamp_light(surf, scene, ctx.position, 28.0, max_lamps=6) + _headlights(surf, ctx, 70.0)
         col = albedo * light + look.lit.unsqueeze(-1) * WINDOW_COLOR * 0.3
         col = col + look.bulb.unsqueeze(-1) * LAMP_COLOR * 12.0
         col = col + look.gloss.unsqueeze(-1) * 0.02 * light
     elif condition == "rain":
         light = torch.tensor([0.24, 0.25, 0.28]) * _hemisphere(surf).unsqueeze(-1)
-        light = light + _lamp_light(surf, scene, ctx.position, 10.0)
+        if lamp_light:  # lamps are on in the gloom, but daylight dominates: only nearby ones matter
+            light = light + _lamp_light(surf, scene, ctx.position, 10.0, max_lamps=3)
         ground = (surf.material <= S.GRASS) & surf.hit
         wet_albedo = torch.where(ground.unsqueeze(-1), albedo * 0.45, albedo * 0.8)
         col = wet_albedo * light + look.bulb.unsqueeze(-1) * LAMP_COLOR * 6.0
@@ -357,7 +363,7 @@ def bloom(image: np.ndarray, scale: float, strength: float) -> np.ndarray:
 def sensor_noise(image: np.ndarray, gain: float, rng: np.random.Generator) -> np.ndarray:
     """Shot + read noise in the linear domain (night exposures are gain-boosted, so noise shows)."""
     sigma = np.sqrt(np.clip(image, 0, None) * 0.004 * gain + (0.006 * gain) ** 2)
-    return image + sigma * rng.standard_normal(image.shape).astype(np.float32)
+    return image + sigma * rng.standard_normal(image.shape, dtype=np.float32)
 
 
 EXPOSURE = {"clear": 1.5, "night": 3.0, "rain": 1.9, "fog": 1.5, "snow": 1.4}

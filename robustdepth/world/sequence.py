@@ -99,7 +99,7 @@ class SequenceRenderer:
         msurf = R.surfaces(mview, self.scene, prims, mhits)
         mlook = R.material_look(msurf, self.scene)
         mctx = C.FrameContext(view=mview, rotation=ctx.rotation, position=ctx.position, frame_seed=ctx.frame_seed)
-        col = C.shade("rain", msurf, mlook, self.scene, mctx, severity, None, None)
+        col = C.shade("rain", msurf, mlook, self.scene, mctx, severity, None, None, lamp_light=False)
         col = C.atmosphere("rain", col, msurf, severity)
         img = col.reshape(hm, wm, 3).numpy()
         img = cv2.resize(img, (wr, hr), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,153 @@
+"""Syn2Real-Depth real adaptation (Yan et al., CVPR 2025): consistency-reweighted distillation and the
+daytime depth-histogram prior (METHODS.md §4 c-2).
+
+* ``syn2real_distill``: L_cd = ¼ Σ_k mean_p W_cst · |d^real − d^syn| / d^real, with
+  W_cst = exp(−β |d^syn − d^day| / d^syn) + ε (no gradient; code: β = 1, ε = 1, so W ∈ (1, 2]).
+  ``d^syn`` is the frozen teacher (``providers.teacher``), ``d^day`` the frozen Φ_day
+  (``providers.day_model``); both see the same un-jittered frame.
+* ``syn2real_kl``: a differentiable (soft-binned, vectorised over bins) histogram of the student's
+  DEPTH at scale 0 pooled over the batch, compared with a stored day-clear histogram
+  (``robustdepth priors histogram``). KL direction: we follow the official CODE,
+  ``F.kl_div(log P_adv, P_day, reduction="mean")`` = (1/N) Σ_n P_day log(P_day / P_adv), i.e. KL(P_day ‖ P_adv);
+  the paper summary writes KL(P_adv ‖ P_day) — the two differ (METHODS.md §4 f).
+
+Cost-volume and pose distillation of the RA stage need the ManyDepth cost volume and are not here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from robustdepth.losses.base import LossTerm, TermConfig, register_loss
+from robustdepth.losses.distill import relative_l1
+
+if TYPE_CHECKING:
+    from robustdepth.training.context import StepContext
+
+HISTOGRAM_FORMAT = "robustdepth-depth-histogram/1"
+
+
+def consistency_weight(d_syn: Tensor, d_day: Tensor, beta: float = 1.0, eps: float = 1.0) -> Tensor:
+    """W_cst = exp(−β |d_syn − d_day| / d_syn) + ε per pixel, without gradient (a weight, not a target)."""
+    if d_syn.shape != d_day.shape:
+        raise ValueError(f"consistency_weight: d_syn {tuple(d_syn.shape)} and d_day {tuple(d_day.shape)} differ")
+    with torch.no_grad():
+        return torch.exp(-beta * (d_syn - d_day).abs() / d_syn) + eps
+
+
+def bin_centres(bins: int, lo: float, hi: float) -> Tensor:
+    """Syn2Real's bin centres μ_n = linspace(lo, hi, N) (width L = (hi − lo)/(N − 1))."""
+    if bins < 2 or not 0 <= lo < hi:
+        raise ValueError(f"histogram needs bins >= 2 and 0 <= lo < hi, got bins={bins}, range=({lo}, {hi})")
+    return torch.linspace(lo, hi, bins)
+
+
+def soft_histogram(depth: Tensor, bins: int, lo: float, hi: float, chunk: int = 16384) -> Tensor:
+    """Differentiable depth histogram h_n = Σ_p [sig((D_p − (μ_n − L/2))/(L/2)) − sig((D_p − (μ_n + L/2))/(L/2))].
+
+    Vectorised over bins (the official loop over 257 bins is slow); pixels are processed in chunks so
+    memory stays at chunk × bins. Returns the un-normalised counts (N,).
+    """
+    centres = bin_centres(bins, lo, hi).to(depth)
+    half = (hi - lo) / (bins - 1) / 2
+    values = depth.reshape(-1)
+    counts = torch.zeros(bins, device=depth.device, dtype=depth.dtype)
+    for start in range(0, values.numel(), chunk):
+        d = values[start:start + chunk, None]
+        counts = counts + (torch.sigmoid((d - (centres - half)) / half)
+                           - torch.sigmoid((d - (centres + half)) / half)).sum(0)
+    return counts
+
+
+def normalise_histogram(counts: Tensor, eps: float = 1e-7) -> Tensor:
+    """P = (h + ε) / Σ(h + ε), Syn2Real's normalisation (ε keeps log P finite)."""
+    counts = counts + eps
+    return counts / counts.sum()
+
+
+def histogram_kl(p_adv: Tensor, p_day: Tensor) -> Tensor:
+    """The code's direction: F.kl_div(log P_adv, P_day, 'mean') = (1/N) Σ P_day log(P_day / P_adv)."""
+    if p_adv.shape != p_day.shape:
+        raise ValueError(f"histogram_kl: P_adv has {p_adv.shape[-1]} bins, the day prior {p_day.shape[-1]}")
+    return F.kl_div(p_adv.log(), p_day, reduction="mean")
+
+
+def load_histogram(path: str | Path) -> dict[str, Any]:
+    """Read a stored day histogram (JSON written by ``robustdepth priors histogram``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"depth-histogram prior {path} not found: compute it with "
+                                "'robustdepth priors histogram CHECKPOINT --out FILE' (or run 'robustdepth pipeline')")
+    data = json.loads(path.read_text())
+    if data.get("format") != HISTOGRAM_FORMAT:
+        raise ValueError(f"{path} is not a robustdepth depth histogram (format {data.get('format')!r})")
+    return data
+
+
+@dataclass
+class Syn2RealDistillConfig(TermConfig):
+    weight: float = 0.0  # Syn2Real RA code: 1
+    beta: float = 1.0  # W_cst sharpness (code: 1)
+    eps: float = 1.0  # W_cst floor (code: 1, so W ∈ (1, 2])
+    view: str = "input"
+
+
+@register_loss
+class Syn2RealDistillLoss(LossTerm):
+    """L_cd: md4all-style relative L1 to the frozen teacher, reweighted by teacher/Φ_day agreement."""
+
+    name = "syn2real_distill"
+    Config = Syn2RealDistillConfig
+    requires = ("teacher", "day_model")
+
+    def forward(self, ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
+        teacher, day = ctx.provide("teacher"), ctx.provide("day_model")
+        total = torch.zeros((), device=ctx.device)
+        mean_w = 0.0
+        for k in ctx.scales:
+            weight = consistency_weight(teacher.scaled_disp(k), day.scaled_disp(k), self.cfg.beta, self.cfg.eps)
+            total = total + (weight * relative_l1(ctx.scaled_disp_full(self.cfg.view, k),
+                                                  teacher.scaled_disp(k))).mean()
+            mean_w += float(weight.mean())
+        n = len(ctx.scales)
+        return total / n, {"w_cst": mean_w / n}
+
+
+@dataclass
+class Syn2RealKLConfig(TermConfig):
+    weight: float = 0.0  # λ_KL: 0.001 nuScenes, 0.01 RobotCar
+    prior_path: Any = None  # JSON from 'robustdepth priors histogram' (the pipeline computes it when empty)
+    view: str = "input"
+
+
+@register_loss
+class Syn2RealKLLoss(LossTerm):
+    """KL(P_day ‖ P_adv) between the stored day-clear depth histogram and the student's batch histogram."""
+
+    name = "syn2real_kl"
+    Config = Syn2RealKLConfig
+
+    def __init__(self, cfg: Any, root_cfg: Any) -> None:
+        super().__init__(cfg, root_cfg)
+        if not cfg.prior_path:
+            raise FileNotFoundError("losses.syn2real_kl.prior_path is empty: compute the day histogram with "
+                                    "'robustdepth priors histogram CHECKPOINT --out FILE' (the pipeline does it)")
+        prior = load_histogram(cfg.prior_path)
+        self.bins, self.lo, self.hi = int(prior["bins"]), float(prior["min_depth"]), float(prior["max_depth"])
+        self.register_buffer("p_day", torch.tensor(prior["probabilities"], dtype=torch.float32), persistent=False)
+
+    def forward(self, ctx: StepContext) -> Tensor:
+        depth = ctx.depth_full(self.cfg.view, 0)
+        p_adv = normalise_histogram(soft_histogram(depth, self.bins, self.lo, self.hi))
+        return histogram_kl(p_adv, self.p_day.to(p_adv))
+
+
+__all__ = ["HISTOGRAM_FORMAT", "Syn2RealDistillLoss", "Syn2RealKLLoss", "bin_centres", "consistency_weight",
+           "histogram_kl", "load_histogram", "normalise_histogram", "soft_histogram"]

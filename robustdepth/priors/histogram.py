@@ -1,0 +1,71 @@
+"""Syn2Real's day-clear depth-histogram prior: P^day, the depth distribution a day-clear model predicts
+over the (day-clear) training set, with the same soft binning the KL loss uses (METHODS.md §4 c-2).
+
+Stored as JSON (format ``robustdepth-depth-histogram/1``): ``bins``, ``min_depth``, ``max_depth``
+(bin centres = linspace(min, max, bins)), ``probabilities`` (normalised as the loss does), ``counts``,
+and provenance (``checkpoint``, ``frames``, ``split``). The paper does not say how its prior file was
+made; we average the frozen model's scale-0 depth of every clean training frame (UNSPECIFIED choice).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from robustdepth.config import apply_overrides
+from robustdepth.losses.syn2real import HISTOGRAM_FORMAT, normalise_histogram, soft_histogram
+from robustdepth.networks import disp_to_depth
+from robustdepth.priors.teacher import load_frozen
+
+DEFAULT_BINS = 257  # Syn2Real nuScenes (RobotCar: 101)
+DEFAULT_RANGE = (3.5, 80.0)  # Syn2Real's bin range in metres
+
+
+@torch.no_grad()
+def compute_day_histogram(checkpoint: str | Path, out: str | Path, bins: int = DEFAULT_BINS,
+                          min_depth: float = DEFAULT_RANGE[0], max_depth: float = DEFAULT_RANGE[1],
+                          overrides: list[str] | None = None, split: str | None = None, max_frames: int = 0,
+                          batch_size: int = 8) -> Path:
+    """Run the frozen model of ``checkpoint`` on every clean frame of the training split and store P^day.
+
+    The data section is the checkpoint's own (the set it was trained on) unless ``overrides`` change it.
+    """
+    from robustdepth.data import build_dataset
+
+    depth_net, _, cfg = load_frozen(checkpoint)
+    cfg = apply_overrides(cfg, list(overrides or []))
+    split = split or cfg.data.train_split
+    dataset = build_dataset(cfg, split, train=False)
+    if len(dataset) == 0:
+        raise ValueError(f"split {split!r} of {cfg.data.root} has no frames to build a depth histogram from")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    counts = torch.zeros(bins, dtype=torch.float64)
+    frames = 0
+    limit = max_frames or len(dataset)
+    for batch in loader:
+        images = batch[("color", 0)][: limit - frames]
+        disp = depth_net(images).disp[0]
+        depth = disp_to_depth(disp, cfg.model.min_depth, cfg.model.max_depth)[1]
+        counts += soft_histogram(depth, bins, min_depth, max_depth).double()
+        frames += images.shape[0]
+        if frames >= limit:
+            break
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload: dict[str, Any] = {
+        "format": HISTOGRAM_FORMAT, "bins": bins, "min_depth": min_depth, "max_depth": max_depth,
+        "probabilities": normalise_histogram(counts).tolist(), "counts": counts.tolist(),
+        "checkpoint": str(checkpoint), "split": split, "frames": frames, "data_root": str(cfg.data.root),
+        "note": "soft histogram of the model's scale-0 depth (Syn2Real binning), pooled over the split",
+    }
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(out)
+    return out
+
+
+__all__ = ["DEFAULT_BINS", "DEFAULT_RANGE", "compute_day_histogram"]

@@ -1,0 +1,147 @@
+"""Providers (teacher, day model, relative-depth prior), the day histogram command, and the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustdepth.config import ConfigError, load_config, to_dict
+from robustdepth.networks import DepthNet
+from robustdepth.priors.depth_prior import DepthPrior, nearest_multiple
+from robustdepth.priors.histogram import compute_day_histogram
+from robustdepth.priors.histogram_cli import add_subparser
+from robustdepth.priors.teacher import DayModel, Teacher
+from robustdepth.training.checkpoint import save_checkpoint
+from robustdepth.training.pipeline import run_pipeline, student_config
+from robustdepth.training.trainer import train
+from tests.conftest import corridor_overrides
+from tests.test_distill import FixedProviders, make_ctx, small_cfg
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def depth_only_checkpoint(tmp_path_factory: pytest.TempPathFactory, corridor: Path) -> Path:
+    """A robustdepth checkpoint with a random depth net and no pose net (trained on nothing)."""
+    cfg = load_config("monodepth2", corridor_overrides(corridor))
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "last.pt"
+    return save_checkpoint(path, {"config": to_dict(cfg), "models": {"depth": DepthNet(18).state_dict()},
+                                  "step": 0, "total_steps": 0})
+
+
+def test_teacher_is_frozen_and_predicts_every_scale(depth_only_checkpoint: Path) -> None:
+    cfg = small_cfg("providers.teacher.enabled=true", f"providers.teacher.checkpoint={depth_only_checkpoint}")
+    teacher = Teacher(cfg.providers.teacher, cfg)
+    teacher.train()  # the trainer may put modules in train mode: frozen models must stay in eval
+    assert not teacher.training and not teacher.depth_net.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    ctx = make_ctx(torch.nn.Identity(), FixedProviders(), batch_size=2, cfg=cfg)
+    ctx.batch[("color", 0)] = torch.rand(2, 3, 64, 96)
+    pred = teacher(ctx)
+    assert pred.scaled_disp(1).shape == (2, 1, 64, 96)
+    assert torch.allclose(pred.depth(0), 1 / pred.scaled_disp(0))
+    assert len(pred.encoder_features) == 5 and not pred.output.disp[0].requires_grad
+    with pytest.raises(RuntimeError, match="no pose network"):
+        pred.pose(-1)
+    # Φ_day on the same checkpoint and image shares the teacher's pass
+    cfg2 = small_cfg("providers.day_model.enabled=true", "providers.day_model.stage=teacher",
+                     "providers.teacher.enabled=true", f"providers.teacher.checkpoint={depth_only_checkpoint}")
+    day = DayModel(cfg2.providers.day_model, cfg2)
+    assert day(ctx).output is pred.output
+
+
+def test_teacher_without_checkpoint_says_how_to_get_one() -> None:
+    cfg = small_cfg("providers.teacher.enabled=true")
+    with pytest.raises(ConfigError, match="robustdepth pipeline"):
+        Teacher(cfg.providers.teacher, cfg)
+
+
+def _tiny_depth_anything(folder: Path) -> Path:
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                            image_size=56, patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"],
+                            reshape_hidden_states=False)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
+                                 fusion_hidden_size=16, head_hidden_size=8)
+    torch.manual_seed(0)
+    DepthAnythingForDepthEstimation(config).save_pretrained(folder)
+    return folder
+
+
+def test_depth_anything_prior_loads_locally_and_runs(tmp_path: Path) -> None:
+    folder = _tiny_depth_anything(tmp_path / "dav2")
+    cfg = small_cfg("providers.depth_prior.enabled=true", "providers.depth_prior.source=depth_anything",
+                    f"providers.depth_prior.path={folder}")
+    prior = DepthPrior(cfg.providers.depth_prior, cfg)
+    assert not any(p.requires_grad for p in prior.parameters())
+    ctx = make_ctx(torch.nn.Identity(), FixedProviders(), batch_size=2, cfg=cfg)
+    ctx.batch[("color", 0)] = torch.rand(2, 3, 64, 192)
+    out = prior(ctx)
+    assert out.disparity.shape == (2, 1, 64, 192) and out.valid.shape == out.disparity.shape
+    assert torch.isfinite(out.disparity).all()
+    assert (nearest_multiple(320, 14), nearest_multiple(576, 14)) == (322, 574)  # ACDepth's 322×574
+
+
+def test_missing_prior_path_gives_a_clear_message(tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_model"
+    cfg = small_cfg("providers.depth_prior.enabled=true", "providers.depth_prior.source=depth_anything",
+                    f"providers.depth_prior.path={missing}")
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        DepthPrior(cfg.providers.depth_prior, cfg)
+    cfg = small_cfg("providers.depth_prior.enabled=true", "providers.depth_prior.source=depth_anything")
+    with pytest.raises(ConfigError, match="providers.depth_prior.path"):
+        DepthPrior(cfg.providers.depth_prior, cfg)
+    cfg = small_cfg("providers.depth_prior.enabled=true", "providers.depth_prior.source=true_depth")
+    with pytest.raises(ConfigError, match="ORACLE"):
+        DepthPrior(cfg.providers.depth_prior, cfg)
+
+
+def test_day_histogram_command(depth_only_checkpoint: Path, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_subparser(parser.add_subparsers(dest="cmd"))
+    args = parser.parse_args(["histogram", str(depth_only_checkpoint), "--out", str(tmp_path / "h.json"),
+                              "--bins", "33", "--max-frames", "3"])
+    assert args.func(args) == 0
+    data = json.loads((tmp_path / "h.json").read_text())
+    assert data["bins"] == 33 and data["frames"] == 3 and len(data["probabilities"]) == 33
+    assert sum(data["probabilities"]) == pytest.approx(1.0, abs=1e-6)
+    direct = compute_day_histogram(depth_only_checkpoint, tmp_path / "h2.json", bins=33, max_frames=3)
+    assert json.loads(direct.read_text())["probabilities"] == data["probabilities"]
+
+
+def test_pipeline_trains_resumes_and_reuses_both_stages(corridor: Path, tmp_path: Path) -> None:
+    overrides = corridor_overrides(corridor, **{
+        "optim.max_steps": 2, "providers.teacher.steps": 2,
+        "losses.feature_consistency.start_fraction": 0.0,  # every ACDepth term active from step 0
+        "degrade.rules": "[{condition: night, p: 0.5}, {condition: fog, p: 0.5}]",
+    })
+    cfg = load_config("acdepth", overrides)
+    assert cfg.degrade.mode == "online"
+    run = tmp_path / "pipe"
+    first = run_pipeline(cfg, run)
+    assert [s["action"] for s in first.stages] == ["trained", "trained"]
+    teacher = run / "teacher" / "checkpoints" / "last.pt"
+    assert first.root_checkpoint == teacher
+    # an interrupted student continues (--resume semantics), the finished teacher is reused
+    student_cfg = student_config(cfg, teacher, teacher, run / "student")
+    assert student_cfg.model.init_checkpoint == str(teacher)
+    for path in (run / "student").rglob("*.pt"):
+        path.unlink()
+    from robustdepth.priors.teacher import checkpoint_version_compat
+
+    with checkpoint_version_compat():
+        train(student_cfg, run / "student", stop_at=1)
+    second = run_pipeline(cfg, run)
+    assert [s["action"] for s in second.stages] == ["reused", "resumed"]
+    third = run_pipeline(cfg, run)
+    assert [s["action"] for s in third.stages] == ["reused", "reused"]
+    # a stage folder holding another experiment is refused, not mixed
+    with pytest.raises(ConfigError, match="another configuration"):
+        run_pipeline(load_config("acdepth", [*overrides, "losses.ogd_rank.theta=0.3"]), run)

@@ -1,0 +1,127 @@
+"""The fast paths compute the same things as the reference paths: cached frames are byte-identical,
+bf16/channels_last training stays close to fp32, the compiled loss kernel equals the eager one, and
+batched / channels_last / bf16 inference agrees with plain fp32. (No timing here: benchmarks/speed.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from robustdepth.config import load_config
+from robustdepth.data import build_dataset
+from robustdepth.data.base import FrameCache
+from robustdepth.inference import DepthModel, predict_to_folder, resolve_precision
+from robustdepth.losses.photometric import compiled_photometric_error, photometric_error
+from robustdepth.networks import DepthNet
+from robustdepth.training.trainer import Trainer
+from tests.conftest import corridor_overrides
+
+
+def _cfg(root: Path, **extra: object):
+    return load_config("monodepth2", corridor_overrides(root, **extra))
+
+
+def test_frame_cache_gives_byte_identical_samples(corridor: Path) -> None:
+    cfg = _cfg(corridor, **{"augment.color_jitter_p": 1.0})
+    plain = build_dataset(cfg, "train", train=True)
+    cached = build_dataset(cfg, "train", train=True)
+    cached.frame_cache = FrameCache(64 * 2**20)
+    for encoded in (0, 3, len(cached) + 3):  # index 3 again in epoch 1: served from the cache
+        a, b = plain[encoded], cached[encoded]
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, b[key]), f"{key} differs with the frame cache"
+    assert len(cached.frame_cache) == 6 and cached.frame_cache.used_bytes == 6 * 64 * 192 * 3
+    tiny = FrameCache(100)  # smaller than one frame: nothing is kept, samples still load
+    cached.frame_cache = tiny
+    assert torch.equal(cached[1][("color", 0)], plain[1][("color", 0)]) and len(tiny) == 0
+    with pytest.raises(ValueError, match="budget"):
+        FrameCache(-1)
+
+
+def test_bf16_channels_last_training_step_matches_fp32(corridor: Path, tmp_path: Path) -> None:
+    fp32 = Trainer(_cfg(corridor, **{"optim.max_steps": 2}), run_dir=tmp_path / "a")
+    fast = Trainer(_cfg(corridor, **{"optim.max_steps": 2, "train.precision": "bf16",
+                                     "train.channels_last": True}), run_dir=tmp_path / "b")
+    assert fast.models.depth.encoder.encoder.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    batch = next(iter(fp32._batches()))
+    init = torch.cat([p.detach().flatten().clone() for p in fp32.models.depth.parameters()])
+    ref, got = fp32.train_step(batch), fast.train_step(batch)
+    ctx = fast.last_ctx
+    assert all(d.dtype == torch.float32 for d in ctx.depth("input").disp), "network outputs must reach losses in fp32"
+    assert ctx.pose(-1).matrix.dtype == torch.float32
+    for key in ("loss/photometric", "loss/total"):
+        assert got[key] == pytest.approx(ref[key], rel=0.02), key
+    # one Adam step moves each weight by ~lr·sign(grad): bf16 gradients must point the same way as fp32's
+    assert all(p.dtype == torch.float32 for p in fast.models.parameters())  # fp32 master weights
+    step_ref = torch.cat([p.detach().flatten() for p in fp32.models.depth.parameters()]) - init
+    step_fast = torch.cat([p.detach().flatten() for p in fast.models.depth.parameters()]) - init
+    moved = step_ref.abs() > 1e-6
+    agree = (step_ref.sign() == step_fast.sign())[moved].float().mean()
+    assert agree > 0.9, f"only {agree:.1%} of the depth weights moved the same way in bf16"
+
+
+def test_compiled_photometric_error_equals_eager() -> None:
+    gen = torch.Generator().manual_seed(0)
+    pred, target = torch.rand(2, 3, 32, 48, generator=gen), torch.rand(2, 3, 32, 48, generator=gen)
+    compiled = compiled_photometric_error()
+    assert compiled is compiled_photometric_error()  # built once per process
+    assert torch.allclose(compiled(pred, target, 0.85), photometric_error(pred, target, 0.85), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def net() -> DepthNet:
+    torch.manual_seed(0)
+    return DepthNet().eval().requires_grad_(False)
+
+
+def _model(net: DepthNet, **kw: object) -> DepthModel:
+    return DepthModel(net, 64, 192, 0.1, 100.0, torch.device("cpu"), **kw)
+
+
+def test_fast_inference_agrees_with_fp32(net: DepthNet) -> None:
+    x = torch.rand(2, 3, 64, 192, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = net(x).disp[0]
+    fast = _model(net, precision="bf16", channels_last=True)
+    plain = _model(net, precision="fp32", channels_last=False)
+    cl = _model(net, precision="fp32", channels_last=True)
+    assert torch.allclose(plain.predict_disp(x), ref, atol=1e-6)
+    assert torch.allclose(cl.predict_disp(x), ref, atol=1e-5)
+    bf16 = fast.predict_disp(x)
+    assert bf16.dtype == torch.float32 and bf16.is_contiguous()
+    assert (bf16 - ref).abs().max() < 2e-2
+    # depth (what users see) within a few percent in bf16
+    assert ((fast.predict_depth(x) / plain.predict_depth(x)) - 1).abs().max() < 0.05
+
+
+def test_precision_names_are_checked(net: DepthNet) -> None:
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    assert _model(net, precision="auto").precision in ("fp32", "bf16")
+    with pytest.raises(ValueError, match="fp16"):
+        _model(net, precision="fp16")
+    with pytest.raises(ValueError, match="tensorrt"):
+        DepthModel.from_checkpoint("unused.pt", backend="tensorrt")
+
+
+def test_batched_prediction_equals_one_by_one(net: DepthNet, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in ((64, 192), (70, 200), (64, 192))]
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(folder / f"f{i}.png")
+    model = _model(net)
+    written = predict_to_folder(model, [folder], tmp_path / "out", progress=False, batch_size=2, compile=False)
+    assert [p.name for p in written] == ["f0_depth.npy", "f1_depth.npy", "f2_depth.npy"]
+    for path, img in zip(written, images, strict=True):
+        depth = np.load(path)
+        assert depth.shape == img.shape[:2]
+        np.testing.assert_allclose(depth, model.infer(img), rtol=1e-4)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_to_folder(model, [folder], tmp_path / "out", batch_size=0)
