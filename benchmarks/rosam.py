@@ -62,7 +62,7 @@ PAPER_NIGHT_ABSREL = {"syn2real_ra": 0.1792, "rosam_ore": 0.1734, "rosam_src": 0
 
 def quick_protocol(protocol: BenchProtocol) -> BenchProtocol:
     """A smoke-sized copy: the tiny world, a few steps, small batches."""
-    return replace(protocol.scaled(0.01, world_preset="tiny"), teacher_steps=20, student_steps=4,
+    return replace(protocol.scaled(0.01, world_preset="tiny"), teacher_steps=6, student_steps=3,
                    teacher_batch_size=4, student_batch_size=2)
 
 

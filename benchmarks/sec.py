@@ -51,7 +51,7 @@ from robustdepth.training.pipeline import load_checkpoint, run_stage, student_co
 DISTILLATION_RECIPES = ("md4all_dd", "acdepth")
 TEACHER_CANDIDATES = ("runs/bench/teacher", "runs/benchmarks/teacher", "runs/distillation/teacher")
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
-QUICK = {"world": {"preset": "tiny", "root": "data/world/tiny"}, "teacher_steps": 40, "student_steps": 20,
+QUICK = {"world": {"preset": "tiny", "root": "data/world/tiny"}, "teacher_steps": 40, "student_steps": 10,
          "batch_size": 4}
 
 

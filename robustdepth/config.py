@@ -126,7 +126,7 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast on the networks; losses stay fp32)
     channels_last: bool = False
     compile: bool = False  # torch.compile the networks (pays off on long runs)
-    compile_loss: bool = False  # also torch.compile the photometric error / warp kernels (long runs)
+    compile_loss: bool = False  # also torch.compile the photometric error (fused SSIM + L1; long runs)
     log_every: int = 25
     image_every: int = 250
     ckpt_every: int = 500

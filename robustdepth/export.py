@@ -105,7 +105,13 @@ def ort_session(path: str | Path, threads: int | None = None) -> Any:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or torch.get_num_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # ORT's idle worker threads busy-wait by default: on a shared CPU they would steal the cores from
+    # whatever runs next (torch in the same process, other users), so they sleep instead.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ExportError(f"ONNX Runtime cannot load {path}: {err}") from None
 
 
 class OnnxDepthModel(DepthModel):

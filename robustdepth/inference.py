@@ -102,6 +102,7 @@ class DepthModel:
     config: Any = None
     channels_last: bool = True
     compiled: Any = field(default=None, repr=False)
+    _compiled_shape: tuple[int, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.precision = resolve_precision(self.precision, self.device)
@@ -142,8 +143,17 @@ class DepthModel:
             images = images.contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
-            disp = self.compiled(images) if self.compiled is not None else self.net(images).disp[0]
+            disp = self.compiled(images) if self._use_compiled(images) else self.net(images).disp[0]
         return disp.float().contiguous()
+
+    def _use_compiled(self, images: torch.Tensor) -> bool:
+        """The compiled graph serves the first input shape it sees; other shapes (a folder's last, smaller
+        batch) run eagerly rather than paying another cold compile."""
+        if self.compiled is None:
+            return False
+        if self._compiled_shape is None:
+            self._compiled_shape = tuple(images.shape)
+        return tuple(images.shape) == self._compiled_shape
 
     @torch.inference_mode()
     def predict_disp(self, images: torch.Tensor, post_process: bool = False) -> torch.Tensor:

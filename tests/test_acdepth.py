@@ -21,7 +21,7 @@ from robustdepth.losses.acdepth import (
 )
 from robustdepth.priors.depth_prior import RelativeDepthPrior
 from robustdepth.training.context import StepState
-from tests.test_distill import H, W, FixedProviders, SigmoidMaps, make_ctx, small_cfg, teacher_prediction
+from tests.test_distill import FixedProviders, H, SigmoidMaps, W, make_ctx, small_cfg, teacher_prediction
 
 
 def test_ordinal_labels_and_ranking_loss_hand_case() -> None:

@@ -61,8 +61,11 @@ def test_onnx_without_metadata_is_refused(tmp_path: Path) -> None:
                               [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 64, 64])],
                               [helper.make_tensor_value_info("disp", TensorProto.FLOAT, [1, 3, 64, 64])])
     path = tmp_path / "foreign.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), path)
     with pytest.raises(export.ExportError, match="metadata"):
+        export.load_onnx_model(path)
+    path.write_bytes(b"not onnx")
+    with pytest.raises(export.ExportError, match="foreign.onnx"):
         export.load_onnx_model(path)
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         export.ort_session(tmp_path / "missing.onnx")

@@ -241,13 +241,20 @@ def test_rosam_recipe_trains_a_step_on_the_corridor(corridor: Path, tmp_path: Pa
     from robustdepth.training.trainer import Trainer
     from tests.conftest import corridor_overrides
 
-    # a frozen teacher with depth + pose nets (random init is enough to exercise every path)
-    teacher_trainer = Trainer(load_config("monodepth2", corridor_overrides(corridor)), tmp_path / "teacher")
-    teacher = teacher_trainer.save()
-    teacher_trainer.close()
+    # frozen models (random init exercises every path): Φ_day with depth + pose nets; the teacher, like
+    # Syn2Real's Φ_syn, without a pose net, so ORE's warp takes Φ_day's poses (providers.rosam.ore_pose=auto)
+    def frozen(name: str, *extra: str) -> Path:
+        trainer = Trainer(load_config("monodepth2", [*corridor_overrides(corridor), *extra]), tmp_path / name)
+        path = trainer.save()
+        trainer.close()
+        return path
+
+    day = frozen("day")
+    teacher = frozen("teacher", "losses.photometric.weight=0")
+    assert "pose" not in torch.load(teacher, weights_only=True)["models"]
     cache = tmp_path / "masks"
     over = {"providers.masks.cache": cache, "providers.teacher.checkpoint": teacher,
-            "providers.day_model.checkpoint": teacher, "model.init_checkpoint": teacher,
+            "providers.day_model.checkpoint": day, "model.init_checkpoint": teacher,
             "losses.syn2real_kl.weight": 0.0, "optim.max_steps": 1, "losses.rosam_src.max_pixels": 256}
     cfg = load_config("rosam", corridor_overrides(corridor, **over))
     write_mask_cache(cfg, cache, progress=False)

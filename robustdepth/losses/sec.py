@@ -227,5 +227,7 @@ class SECLoss(LossTerm):
         loss = j_ap + cfg.delta * torch.relu(alpha1 - j_an) + factor * torch.relu(cfg.alpha2 - j_an)
         spread = queue.observe(anchor, positive)
         logs.update({"j_an": float(j_an.detach()), "alpha1": alpha1, "member": float(queue.member),
-                     "spread_an": spread.an, "spread_ap": spread.ap})
+                     "spread_an": spread.an, "spread_ap": spread.ap,
+                     "refreshes_forced": float(queue.queue.counts["forced"]),
+                     "refreshes_periodic": float(queue.queue.counts["periodic"])})
         return loss, logs

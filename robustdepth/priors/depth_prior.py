@@ -62,7 +62,7 @@ class RelativeDepthPrior:
 
 
 def nearest_multiple(size: int, multiple: int) -> int:
-    return max(multiple, int(round(size / multiple)) * multiple)
+    return max(multiple, round(size / multiple) * multiple)
 
 
 def load_depth_anything(path: Any) -> nn.Module:

@@ -206,4 +206,5 @@ class DayModel(FrozenModelProvider):
                           "'robustdepth pipeline RECIPE', which resolves providers.day_model.stage")
 
 
-__all__ = ["checkpoint_version_compat", "DayModel", "DayModelConfig", "Teacher", "TeacherConfig", "TeacherPrediction", "load_frozen"]
+__all__ = ["DayModel", "DayModelConfig", "Teacher", "TeacherConfig", "TeacherPrediction",
+           "checkpoint_version_compat", "load_frozen"]

@@ -212,6 +212,9 @@ class Trainer:
         ctx = StepContext(self._to_device(batch), self.depth_net, self.pose_net, self.providers, state, self.cfg,
                           self.generator, self.device, degraded_active=degraded_active)
         self.models.train()
+        # BatchNorm running statistics change in the forward pass itself: keep a copy (a few KB) so a
+        # skipped step leaves the networks exactly as they were.
+        buffers = [b.detach().clone() for b in self.models.buffers()]
         total, logs = self.losses(ctx)
         finite = bool(torch.isfinite(total))
         if finite:
@@ -228,6 +231,9 @@ class Trainer:
             self.losses.after_step(ctx)
             self.providers.after_step(ctx)
         else:
+            with torch.no_grad():
+                for live, saved in zip(self.models.buffers(), buffers, strict=True):
+                    live.copy_(saved)
             self._skip_bad_step(logs)
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()

@@ -1,8 +1,8 @@
 """Procedural street scenes and camera trajectories, built deterministically from a seed.
 
-World frame (KITTI odometry axes): x right, y DOWN, z forward along the road where the drive starts; the
-origin is on the road's centre line at ground level, so the road surface is the plane y = 0 and the camera
-rides 1.65 m above it (y ≈ −1.65), as KITTI's does.
+World frame (KITTI odometry axes): x right, y DOWN, z along the street's general direction (a curving
+street meanders around it by a few degrees); the road surface is the plane y = 0 and the camera rides
+1.65 m above it (y ≈ −1.65), as KITTI's does.
 
 The road follows a gently curving centre line x_c(z) (a sum of two long sines; zero amplitude gives a
 straight road). Everything else is a list of analytic primitives — boxes, ellipsoids and vertical
