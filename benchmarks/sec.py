@@ -51,8 +51,8 @@ from robustdepth.training.pipeline import load_checkpoint, run_stage, student_co
 DISTILLATION_RECIPES = ("md4all_dd", "acdepth")
 TEACHER_CANDIDATES = ("runs/bench/teacher", "runs/benchmarks/teacher", "runs/distillation/teacher")
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
-QUICK = {"world": {"preset": "tiny", "root": "data/world/tiny"}, "teacher_steps": 40, "student_steps": 10,
-         "batch_size": 4}
+QUICK = {"world": {"preset": "tiny", "root": "data/world/tiny"}, "teacher_steps": 40, "teacher_batch_size": 4,
+         "student_steps": 10, "student_batch_size": 2}
 
 
 def load_protocol(path: Path, quick: bool) -> dict[str, Any]:
@@ -63,7 +63,8 @@ def load_protocol(path: Path, quick: bool) -> dict[str, Any]:
         proto["world"].update(QUICK["world"])
         proto["teacher"]["steps"] = QUICK["teacher_steps"]
         proto["student"]["steps"] = QUICK["student_steps"]
-        proto["teacher"]["batch_size"] = proto["student"]["batch_size"] = QUICK["batch_size"]
+        proto["teacher"]["batch_size"] = QUICK["teacher_batch_size"]
+        proto["student"]["batch_size"] = QUICK["student_batch_size"]
     return proto
 
 
