@@ -91,10 +91,15 @@ def find_or_train_teacher(proto: dict[str, Any], world: Path, runs: Path, given:
     t = proto["teacher"]
     if given:
         return Path(given)
-    candidates = [runs / "teacher"] if quick else [REPO / c for c in TEACHER_CANDIDATES]
+    # --quick: our own smoke teacher, or the distillation benchmark's finished smoke teacher (any length)
+    candidates = [runs / "teacher", REPO / "runs/bench_quick/teacher"] if quick else \
+        [REPO / c for c in TEACHER_CANDIDATES]
     for folder in candidates:
         last = folder / "checkpoints" / "last.pt"
-        if last.is_file() and int(load_checkpoint(last)["step"]) >= int(t["steps"]):
+        if not last.is_file():
+            continue
+        ckpt = load_checkpoint(last)
+        if int(ckpt["step"]) >= (int(ckpt["total_steps"]) if quick else int(t["steps"])):
             return last
     cfg = load_config(t["recipe"], [*common_overrides(proto, world, int(t["steps"]), int(t["batch_size"])),
                                     f"optim.lr={t['lr']}", "train.name=teacher"])

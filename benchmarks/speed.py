@@ -28,7 +28,6 @@ absolute times are only indicative. On CUDA the same code measures GPU time (syn
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
@@ -87,38 +86,6 @@ def alternate(variants: dict[str, Callable[[], Any]], rounds: int, device: torch
 def paired_speedup(base: list[float], other: list[float]) -> float:
     """Median over rounds of base/other (each round's pair ran back to back)."""
     return statistics.median(b / o for b, o in zip(base, other, strict=True))
-
-
-class PeakMemory:
-    """Peak memory of a code block: CUDA allocator peak, or on Linux CPUs the process's peak RSS (VmHWM),
-    reset before the block through /proc/self/clear_refs, minus the RSS at its start."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.peak_mb = float("nan")
-
-    @staticmethod
-    def _status(field: str) -> float:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return float(line.split()[1]) / 1024.0
-        return float("nan")
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self._start = torch.cuda.memory_allocated(self.device) / 2**20
-        else:
-            with contextlib.suppress(OSError):
-                Path("/proc/self/clear_refs").write_text("5")
-            self._start = self._status("VmRSS")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20 - self._start
-        else:
-            self.peak_mb = self._status("VmHWM") - self._start
 
 
 # ------------------------------------------------------------------------------------------ roofline
@@ -245,16 +212,6 @@ def make_trainer(root: Path, run: Path, height: int, width: int, steps: int, ext
     return Trainer(cfg, run_dir=run)
 
 
-def _memory_tracked_step(trainer: Trainer, batch: dict[Any, Any], peaks: list[float],
-                         device: torch.device) -> Callable[[], None]:
-    """One training step on ``batch`` that appends its peak memory (MB) to ``peaks``."""
-    def run() -> None:
-        with PeakMemory(device) as mem:
-            trainer.train_step(batch)
-        peaks.append(mem.peak_mb)
-    return run
-
-
 def run_training(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -265,16 +222,13 @@ def run_training(args: argparse.Namespace, device: torch.device) -> dict[str, An
             trainers = {name: make_trainer(root, Path(tmp) / f"run_{name}_{h}", h, w, 10**6, extra)
                         for name, extra in configs.items()}
             fixed = next(trainers["eager_fp32"]._batches())  # the same batch for every timed step: equal work
-            peak: dict[str, list[float]] = {name: [] for name in trainers}
-
-            variants = {name: _memory_tracked_step(t, fixed, peak[name], device) for name, t in trainers.items()}
+            variants = {name: (lambda t=t, b=fixed: t.train_step(b)) for name, t in trainers.items()}
             t0 = time.perf_counter()
             alternate(variants, 2, device)  # warm-up (allocator, oneDNN primitives, cold compile)
             warm = time.perf_counter() - t0
             times = alternate(variants, args.train_rounds, device)
             row: dict[str, Any] = {name: {
                 "step_s": statistics.median(ts), "images_per_s": 4 / statistics.median(ts),
-                "peak_step_memory_mb": max(peak[name][2:]),
                 "speedup_vs_eager_fp32": paired_speedup(times["eager_fp32"], ts)} for name, ts in times.items()}
             row["fast_config"] = fast_extra
             row["warmup_s"] = warm
@@ -282,6 +236,40 @@ def run_training(args: argparse.Namespace, device: torch.device) -> dict[str, An
             results[f"{h}x{w}"] = row
             print(f"training {h}x{w}: {json.dumps(row)}", flush=True)
     return results
+
+
+def peak_rss_child(height: int, width: int, extra: dict[str, Any], steps: int = 3) -> None:
+    """(Child process) a few training steps; prints the process's peak RSS in MB (Linux ru_maxrss is KB)."""
+    import resource
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_corridor_sequence(Path(tmp) / "seq", frames=8, height=height, width=width)
+        trainer = make_trainer(root, Path(tmp) / "run", height, width, 10**6, extra)
+        batch = next(trainer._batches())
+        for _ in range(steps):
+            trainer.train_step(batch)
+    if trainer.device.type == "cuda":
+        print(f"PEAK_RSS_MB {torch.cuda.max_memory_allocated(trainer.device) / 2**20:.1f}")  # GPU allocator peak
+    else:
+        print(f"PEAK_RSS_MB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+
+
+def run_memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """Peak memory of training, each path in its own process (CPU: peak RSS — model, optimiser, activations
+    and the Python/torch runtime; CUDA: the allocator's peak)."""
+    import subprocess
+
+    out: dict[str, Any] = {}
+    for h, w in RESOLUTIONS:
+        fast_extra = {**FAST_TRAIN, **(COMPILE_TRAIN if f"{h}x{w}" in args.compile_training else {})}
+        for name, extra in {"eager_fp32": {}, "fast": fast_extra}.items():
+            cmd = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--peak-rss-child",
+                   f"{h}x{w}", json.dumps(extra)]
+            text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            peak = float(text.rsplit("PEAK_RSS_MB", 1)[1].split()[0])
+            out.setdefault(f"{h}x{w}", {})[name] = peak
+            print(f"peak RSS {h}x{w} {name}: {peak:.0f} MB", flush=True)
+    return out
 
 
 # ------------------------------------------------------------------------------------------ accuracy
@@ -324,7 +312,7 @@ def run_accuracy(args: argparse.Namespace, device: torch.device) -> dict[str, An
             out["step_s"][name] = statistics.median(times[name])
             for precision in ("fp32", "bf16") if name == "eager_fp32" else ("fp32",):
                 model = DepthModel.from_checkpoint(ckpt, device=str(device), precision=precision)
-                summary = evaluate_model(model, trainer.cfg, protocol, split="test", progress=False)
+                summary = evaluate_model(model, trainer.cfg, protocol, split="test", progress=False).summary()
                 out["world_table"][f"train {name} / infer {precision}"] = summary
                 print(f"world {name} infer {precision}: abs_rel {summary['all']['abs_rel']:.4f}", flush=True)
     return out
@@ -401,17 +389,26 @@ def to_markdown(res: dict[str, Any]) -> str:
                          f"{row['fast_bf16_cl']['images_per_s']:.1f} | {ratio} | "
                          f"{row['max_abs_disp_diff_vs_fp32']['fast_bf16_cl']:.1e} |")
         lines.append("")
+        if roof:
+            conv = roof["conv"]
+            lines += [f"The conv-throughput ratio bf16+CL / fp32 measured in this run is "
+                      f"×{conv['bf16_channels_last_gflops'] / conv['fp32_gflops']:.2f} (medians "
+                      f"×{conv['bf16_channels_last_gflops_median'] / conv['fp32_gflops_median']:.2f}): a conv-bound "
+                      "network cannot gain much more than that from bf16 on this host at this load. "
+                      "`max |Δdisp| bf16` is the bf16 rounding of the sigmoid output (2^-9 near 0.5).", ""]
     tr = res.get("training")
     if tr:
         lines += ["## Training (3 frames, depth + pose, full Monodepth2 loss, backward, Adam; batch 4)", "",
                   "| resolution | fast path | eager fp32 s/step | fast s/step | speed-up (paired) | eager images/s | "
-                  "fast images/s | peak step memory eager / fast (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "fast images/s | peak RSS eager / fast (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+        mem = res.get("memory", {})
         for r, row in tr.items():
             e, f = row["eager_fp32"], row["fast"]
             cfg = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in row["fast_config"].items())
             lines.append(f"| {r} | {cfg} | {e['step_s']:.2f} | {f['step_s']:.2f} | ×{f['speedup_vs_eager_fp32']:.2f} | "
                          f"{e['images_per_s']:.2f} | {f['images_per_s']:.2f} | "
-                         f"{_fmt(e['peak_step_memory_mb'], '.0f')} / {_fmt(f['peak_step_memory_mb'], '.0f')} |")
+                         f"{_fmt(mem.get(r, {}).get('eager_fp32'), '.0f')} / "
+                         f"{_fmt(mem.get(r, {}).get('fast'), '.0f')} |")
         lines.append("")
     acc = res.get("accuracy")
     if acc:
@@ -473,6 +470,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch/ORT intra-op threads (0 = torch's default). On an oversubscribed host 1 thread "
                              "avoids OpenMP barrier stalls and is several times faster than 2")
+    parser.add_argument("--peak-rss-child", nargs=2, metavar=("HxW", "JSON"), help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     args = parser.parse_args()
@@ -480,6 +478,10 @@ def main() -> None:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     RESOLUTIONS[:] = [tuple(int(v) for v in r.split("x")) for r in args.resolutions.split(",")]
+    if args.peak_rss_child:
+        size, extra = args.peak_rss_child
+        peak_rss_child(*(int(v) for v in size.split("x")), json.loads(extra))
+        return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "speed.json"
@@ -492,11 +494,13 @@ def main() -> None:
                 "load_average": os.getloadavg()})
     res["commands"] = sorted(set(res.get("commands", [])) | {command})
     sections = {"roofline": run_roofline, "inference": run_inference, "training": run_training,
-                "accuracy": run_accuracy}
+                "accuracy": run_accuracy, "memory": run_memory}
     for name in args.sections.split(","):
         if name not in sections:
             raise SystemExit(f"unknown section {name!r}; known: {', '.join(sections)}")
-        res[name] = sections[name](args, device)
+        new = sections[name](args, device)
+        # per-resolution sections merge key by key, so one resolution can be re-measured on its own
+        res[name] = {**res.get(name, {}), **new} if name in ("inference", "training", "memory") else new
         json_path.write_text(json.dumps(res, indent=1))  # after each section: a crash keeps earlier parts
     (args.out / "speed.md").write_text(to_markdown(res))
     plot_losses(res, args.out / "speed_loss_curves.png")

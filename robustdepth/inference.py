@@ -133,7 +133,11 @@ class DepthModel:
                    channels_last=channels_last)
 
     def compile(self) -> DepthModel:
-        """Run the network through ``torch.compile`` from now on (cold compile: tens of seconds on CPU)."""
+        """Run the network through ``torch.compile`` (inductor, frozen weights) from now on.
+
+        Cold compile: ~1 min on CPU. The weights are frozen into the compiled graph at its first call:
+        load new weights into ``net`` only before that, or compile a new DepthModel.
+        """
         if self.compiled is None:
             self.compiled = torch.compile(_Disparity(self.net), dynamic=False)
         return self
@@ -143,7 +147,15 @@ class DepthModel:
             images = images.contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
         with torch.inference_mode(), autocast:
-            disp = self.compiled(images) if self._use_compiled(images) else self.net(images).disp[0]
+            if self._use_compiled(images):
+                import torch._inductor.config as inductor_config
+
+                # Freezing folds the (inference-only) weights into the graph and pre-packs them for oneDNN:
+                # measured ×2.8 vs ×2.1 without, over eager fp32 at 640×192 on CPU.
+                with inductor_config.patch(freezing=True):
+                    disp = self.compiled(images)
+            else:
+                disp = self.net(images).disp[0]
         return disp.float().contiguous()
 
     def _use_compiled(self, images: torch.Tensor) -> bool:

@@ -24,13 +24,19 @@ def colorize_disparity(disp: np.ndarray, vmax_percentile: float = 95.0) -> np.nd
 
 
 def colorize_depth(depth: np.ndarray, vmax_percentile: float = 95.0) -> np.ndarray:
-    """Depth shown as its inverse (near = bright), as depth papers do; 0 = invalid stays black."""
+    """Depth shown as its inverse (near = bright), as depth papers do; 0 = invalid (e.g. sky) stays black.
+
+    The normalisation (min to 95th percentile of the disparity) uses valid pixels only, so large
+    invalid areas do not wash the colours out.
+    """
     depth = np.asarray(depth, dtype=np.float32)
     valid = depth > 0
-    disp = np.zeros_like(depth)
-    disp[valid] = 1.0 / depth[valid]
-    rgb = colorize_disparity(disp if valid.any() else np.ones_like(depth), vmax_percentile)
-    rgb[~valid] = 0
+    rgb = np.zeros((*depth.shape, 3), dtype=np.uint8)
+    if valid.any():
+        disp = 1.0 / depth[valid]
+        vmin, vmax = float(disp.min()), float(np.percentile(disp, vmax_percentile))
+        norm = mcolors.Normalize(vmin=vmin, vmax=vmax if vmax > vmin else vmin + 1e-6)
+        rgb[valid] = (matplotlib.colormaps["magma"](norm(disp))[..., :3] * 255).astype(np.uint8)
     return rgb
 
 

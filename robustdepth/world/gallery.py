@@ -12,16 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-
-def colorize_depth(depth: np.ndarray) -> np.ndarray:
-    """Depth (0 = invalid) → RGB uint8 like Monodepth2's figures: disparity, magma, vmax = 95th percentile."""
-    valid = depth > 0
-    disp = np.zeros_like(depth, dtype=np.float64)
-    disp[valid] = 1.0 / depth[valid]
-    vmax = np.percentile(disp[valid], 95) if valid.any() else 1.0
-    rgb = matplotlib.colormaps["magma"](np.clip(disp / max(vmax, 1e-9), 0, 1))[..., :3]
-    rgb[~valid] = 0
-    return (rgb * 255).astype(np.uint8)
+from robustdepth.visualize import colorize_depth
 
 
 def colorize_ids(ids: np.ndarray) -> np.ndarray:
