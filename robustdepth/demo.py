@@ -119,11 +119,11 @@ def real_frame_panel(models: dict[str, DepthModel], out: Path) -> Path | None:
     return save_panel(rows, out / "real_frames.png", titles=titles)
 
 
-def world_condition_panel(models: dict[str, DepthModel], plan: DemoPlan, out: Path) -> Path:
+def world_condition_panel(models: dict[str, DepthModel], world_root: Path, out_png: Path) -> Path:
     """One world test frame in every condition: image, GT depth, each model's depth."""
     from robustdepth.data.world import world_sequences
 
-    seq = world_sequences(plan.world_root, "test")[0]
+    seq = world_sequences(world_root, "test")[0]
     index = seq.num_frames // 2
     rows, titles = [], []
     for condition in seq.conditions:
@@ -133,7 +133,7 @@ def world_condition_panel(models: dict[str, DepthModel], plan: DemoPlan, out: Pa
         row += [colorize_depth(m.infer(rgb)) for m in models.values()]
         rows.append(row)
         titles.append([condition, "GT depth", *models])
-    return save_panel(rows, out / "world_conditions.png", titles=titles)
+    return save_panel(rows, out_png, titles=titles)
 
 
 def write_report(out: Path, results: dict[str, dict], figures: dict[str, Path | None], plan: DemoPlan) -> Path:
@@ -166,7 +166,8 @@ def run_demo(out: Path, quick: bool = False) -> Path:
     models = {recipe: DepthModel.from_checkpoint(ckpt) for recipe, ckpt in checkpoints.items()}
     figures: dict[str, Path | None] = {
         "AbsRel per condition": plot_metric_bars(results, "abs_rel", out / "abs_rel.png"),
-        "One test frame in every condition": world_condition_panel(models, plan, out),
+        "One test frame in every condition": world_condition_panel(models, plan.world_root,
+                                                                   out / "world_conditions.png"),
         "Real frames (../shared/realdata)": real_frame_panel(models, out),
     }
     return write_report(out, results, figures, plan)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-BENCH_MODULES = ("robustdepth.bench.corruptions",)
+BENCH_MODULES = ("robustdepth.bench.corruptions", "robustdepth.bench.methods")
 
 
 def add_parser(sub: Any) -> None:
