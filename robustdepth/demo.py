@@ -1,7 +1,8 @@
 """``robustdepth demo`` (``make demo``): the main job end to end on a fresh machine.
 
 1. generate the ``small`` all-weather world (skipped when already there);
-2. train each demo recipe briefly on its clear-day training frames;
+2. train Monodepth2 briefly on the clear-day frames, then the combined recipe (``all``: ACDepth +
+   RoSAMDepth + SEC-Depth) from it as teacher;
 3. evaluate every model per condition on the world's test split (clear, night, rain, fog, snow);
 4. predict depth on the real frames in ``../shared/realdata`` when that folder exists;
 5. write ``<out>/report.md`` with the table, a bar plot and qualitative panels.
@@ -12,7 +13,7 @@ Everything is resumable: finished trainings and evaluations are reused on a seco
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,6 @@ from robustdepth.evaluation import get_protocol, load_results, write_results
 from robustdepth.evaluation.report import adverse_mean, format_table, plot_metric_bars
 from robustdepth.evaluation.runner import evaluate_model
 from robustdepth.inference import DepthModel
-from robustdepth.training.checkpoint import load_checkpoint
-from robustdepth.training.trainer import train
 from robustdepth.visualize import colorize_depth, save_panel
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -43,10 +42,10 @@ REAL_FRAMES = (
 
 @dataclass
 class DemoPlan:
-    """What the demo trains: recipes, step budgets and resolution (``quick`` shrinks everything)."""
+    """What the demo trains and how long (``quick`` shrinks everything to a smoke test)."""
 
-    recipes: list[str] = field(default_factory=lambda: ["monodepth2"])
-    steps: int = 600
+    baseline_steps: int = 500  # Monodepth2 on clear-day frames (also the teacher of the combined recipe)
+    combined_steps: int = 250  # the combined recipe (ACDepth + RoSAMDepth + SEC-Depth), from the teacher
     height: int = 64
     width: int = 192
     batch_size: int = 8
@@ -56,33 +55,43 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> DemoPlan:
-        return cls(steps=20, batch_size=4, max_eval_frames=25)
+        return cls(baseline_steps=10, combined_steps=4, batch_size=4, max_eval_frames=25)
+
+    def overrides(self, name: str, steps: int) -> list[str]:
+        return [f"data.root={self.world_root}", f"data.height={self.height}", f"data.width={self.width}",
+                f"optim.max_steps={steps}", f"optim.batch_size={self.batch_size}", f"train.name={name}",
+                f"train.ckpt_every={max(50, steps // 4)}"]
 
 
 def ensure_world(plan: DemoPlan) -> Path:
-    """The world root, generated once (the generator is deterministic and skips finished files)."""
+    """The world root, generated once (deterministic; reused when present)."""
     from robustdepth.world import generate
 
     if not (plan.world_root / "world.json").is_file():
-        generate(plan.world_preset, seed=0, out=plan.world_root)
+        generate(plan.world_preset, seed=0, out=plan.world_root, workers=2)
     return plan.world_root
 
 
-def train_recipe(recipe: str, plan: DemoPlan, out: Path) -> Path:
-    """Train (or reuse) one recipe; returns its last checkpoint."""
-    run_dir = out / recipe
-    last = run_dir / "checkpoints" / "last.pt"
-    overrides = [f"data.root={plan.world_root}", f"data.height={plan.height}", f"data.width={plan.width}",
-                 f"optim.max_steps={plan.steps}", f"optim.batch_size={plan.batch_size}",
-                 f"train.name={recipe}", f"train.ckpt_every={max(50, plan.steps // 4)}"]
-    cfg = load_config(recipe, overrides)
-    if last.is_file() and load_checkpoint(last)["step"] >= plan.steps:
-        return last
-    resume = last if last.is_file() else None
-    return train(cfg, run_dir=run_dir, resume=resume) or last
+def train_baseline(plan: DemoPlan, out: Path) -> Path:
+    """Monodepth2 on the clear training frames (trained once; resumed when interrupted)."""
+    from robustdepth.bench.protocol import train_run
+
+    return train_run("monodepth2", out / "monodepth2", plan.overrides("monodepth2", plan.baseline_steps),
+                     plan.baseline_steps)[0]
 
 
-def evaluate_recipe(checkpoint: Path, plan: DemoPlan, out: Path) -> dict:
+def train_combined(plan: DemoPlan, teacher: Path, out: Path) -> Path:
+    """The combined recipe ``all`` distilled from the baseline, with felzenszwalb object masks."""
+    from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.training.pipeline import run_pipeline
+
+    cfg = load_config("all", [*plan.overrides("all", plan.combined_steps), f"providers.teacher.checkpoint={teacher}"])
+    write_mask_cache(cfg, out / "masks")
+    cfg.providers.masks.cache = str(out / "masks")
+    return run_pipeline(cfg, out / "all").checkpoint
+
+
+def evaluate_recipe(checkpoint: Path, plan: DemoPlan) -> dict:
     """Per-condition results on the world's test split (cached in results_world.json)."""
     path = checkpoint.parent.parent / "results_world.json"
     if path.is_file() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
@@ -138,8 +147,10 @@ def world_condition_panel(models: dict[str, DepthModel], world_root: Path, out_p
 
 def write_report(out: Path, results: dict[str, dict], figures: dict[str, Path | None], plan: DemoPlan) -> Path:
     lines = ["# robustdepth demo report", "",
-             f"World preset `{plan.world_preset}` ({plan.world_root}), training {plan.steps} steps at "
-             f"{plan.height}×{plan.width}, batch {plan.batch_size}, clear-day training frames only.",
+             f"World preset `{plan.world_preset}` ({plan.world_root}) at {plan.height}×{plan.width}, batch "
+             f"{plan.batch_size}. `monodepth2`: {plan.baseline_steps} steps, self-supervised on clear-day frames. "
+             f"`all` (ACDepth + RoSAMDepth + SEC-Depth, recipes/all.yaml): {plan.combined_steps} steps from the "
+             "baseline's weights, distilling it, on online-degraded copies of the same clear frames.",
              "Evaluation protocol `world`: 0.1–80 m GT, no crop, per-image median scaling (as KITTI mono).", ""]
     for recipe, summary in results.items():
         lines += [f"## {recipe}", "", format_table(summary, adverse=list(_adverse(summary))), ""]
@@ -161,9 +172,10 @@ def run_demo(out: Path, quick: bool = False) -> Path:
     plan = DemoPlan.quick() if quick else DemoPlan()
     out.mkdir(parents=True, exist_ok=True)
     ensure_world(plan)
-    checkpoints = {recipe: train_recipe(recipe, plan, out) for recipe in plan.recipes}
-    results = {recipe: evaluate_recipe(ckpt, plan, out) for recipe, ckpt in checkpoints.items()}
-    models = {recipe: DepthModel.from_checkpoint(ckpt) for recipe, ckpt in checkpoints.items()}
+    baseline = train_baseline(plan, out)
+    checkpoints = {"monodepth2": baseline, "all": train_combined(plan, baseline, out)}
+    results = {name: evaluate_recipe(ckpt, plan) for name, ckpt in checkpoints.items()}
+    models = {name: DepthModel.from_checkpoint(ckpt) for name, ckpt in checkpoints.items()}
     figures: dict[str, Path | None] = {
         "AbsRel per condition": plot_metric_bars(results, "abs_rel", out / "abs_rel.png"),
         "One test frame in every condition": world_condition_panel(models, plan.world_root,
