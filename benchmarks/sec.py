@@ -213,6 +213,8 @@ def format_markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Comparisons (adverse-mean AbsRel)", ""]
     for line in result["comparisons"]:
         lines.append(f"- {line}")
+    if result.get("rows_not_run"):
+        lines += ["", "Rows not trained yet (rerun without --only): " + ", ".join(result["rows_not_run"]) + "."]
     if result.get("missing_recipes"):
         lines += ["", f"Not run (recipe absent when this ran): {', '.join(result['missing_recipes'])}."]
     err = result.get("bf16_storage_error")
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default=str(REPO / "benchmarks" / "protocol.yaml"))
     parser.add_argument("--teacher", default=None, help="teacher checkpoint (default: the cached one, else train)")
     parser.add_argument("--runs", default=None, help="run folder (default runs/bench_sec[_quick])")
-    parser.add_argument("--only", nargs="*", default=None, help="row names to run (default all)")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="rows to train (default all); finished rows are reported either way")
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -263,16 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     world = ensure_world(proto)
     teacher = find_or_train_teacher(proto, world, runs, args.teacher, args.quick)
     specs = row_specs(proto)
-    if args.only:
-        unknown = [n for n in args.only if n not in specs]
-        if unknown:
-            raise SystemExit(f"unknown row(s) {unknown}; rows: {sorted(specs)}")
-        specs = {n: specs[n] for n in args.only}
+    unknown = [n for n in args.only or [] if n not in specs]
+    if unknown:
+        raise SystemExit(f"unknown row(s) {unknown}; rows: {sorted(specs)}")
     rows: dict[str, Any] = {}
-    for name, (recipe, extra) in specs.items():
+    for name, (recipe, extra) in specs.items():  # finished rows are always reported; --only limits training
         cached = runs / name / "result.json"
         if cached.is_file():
             rows[name] = json.loads(cached.read_text())
+            continue
+        if args.only is not None and name not in args.only:
             continue
         print(f"[sec bench] {name}: {recipe} {' '.join(extra)}", flush=True)
         last, seconds, steps = train_row(name, recipe, extra, proto, world, teacher, runs)
@@ -297,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         "queue_schedule": f"{max(1, steps // 10)} / {max(1, steps // 10)} steps", "rows": rows,
         "comparisons": comparisons(rows), "secl_overhead_vs_md2_deg_s5": secl_overhead,
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "rows_not_run": [n for n in specs if n not in rows],
         "missing_recipes": [r for r in DISTILLATION_RECIPES if not (REPO / "recipes" / f"{r}.yaml").is_file()],
         "config_md2_sec": to_dict(load_config("sec_monodepth2"))["losses"]["sec"],
     }

@@ -330,7 +330,7 @@ def to_markdown(res: dict[str, Any]) -> str:
              f"Machine: {res.get('machine')}; torch {res.get('torch')}; device {res.get('device')}. "
              f"Commands: {', '.join(f'`{c}`' for c in res.get('commands', []))}.", "",
              "**Noisy host.** These numbers were taken on 2 shared vCPUs while several other engineers ran "
-             "jobs on the same machine (load average 4–14). Every speed-up is the median of per-round ratios of "
+             "jobs on the same machine (load average 12–16). Every speed-up is the median of per-round ratios of "
              "runs alternated in one process, so both sides saw the same contention; absolute times are "
              "indicative only. The lead may rerun `benchmarks/speed.py` on a quiet machine. No GPU was lent to "
              "this task: the CUDA paths (autocast device type, pinned memory + non-blocking copies, nccl) are "
@@ -424,10 +424,20 @@ def to_markdown(res: dict[str, Any]) -> str:
         conds = [c for c in next(iter(acc["world_table"].values())) if c not in ("counts", "scale_ratio")]
         header = [f"{c} abs_rel" for c in conds] + [f"all {m}" for m in metrics[1:]]
         lines += ["", "| run | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
-        for name, summary in acc["world_table"].items():
+        tables = dict(acc["world_table"])
+        control = acc.get("seed_control")  # same fp32 recipe, another seed: the run-to-run noise floor
+        if control:
+            tables[f"control: train eager_fp32 seed {control['seed']} / infer fp32"] = control["summary"]
+        for name, summary in tables.items():
             cells = [f"{summary[c]['abs_rel']:.4f}" for c in conds] + [f"{summary['all'][m]:.4f}" for m in metrics[1:]]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+        if acc["steps"] < 2000:
+            lines += [f"Read with care: after {acc['steps']} steps the networks are early in training, where the "
+                      "world metrics of two runs differ a lot even in fp32 (the control row is the same fp32 recipe "
+                      "with another seed). What this run does show: the training losses of the two paths agree, and "
+                      "bf16 *inference* of one fp32-trained model changes abs_rel by < 0.001. A converged comparison "
+                      "(several thousand steps, several seeds) is for a quiet machine.", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -441,7 +451,10 @@ def plot_losses(res: dict[str, Any], path: Path) -> None:
     if not acc:
         return
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, curve in acc["loss"].items():
+    curves = dict(acc["loss"])
+    if acc.get("seed_control"):
+        curves[f"eager_fp32, seed {acc['seed_control']['seed']} (noise control)"] = acc["seed_control"]["loss"]
+    for name, curve in curves.items():
         k = 10
         smooth = [statistics.mean(curve[max(0, i - k + 1): i + 1]) for i in range(len(curve))]
         ax.plot(smooth, label=name)

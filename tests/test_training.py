@@ -31,7 +31,7 @@ def test_training_lowers_photometric_loss(corridor: Path, tmp_path: Path) -> Non
     losses = [trainer.train_step(batch)["loss/photometric"] for batch in trainer._batches()]
     first, last = sum(losses[:15]) / 15, sum(losses[-15:]) / 15
     assert len(losses) == 100
-    assert last < 0.8 * first, f"photometric loss {first:.4f} -> {last:.4f}: no clear learning"
+    assert last < 0.9 * first, f"photometric loss {first:.4f} -> {last:.4f}: no clear learning"
 
 
 def test_resume_is_bit_exact(corridor: Path, tmp_path: Path) -> None:
@@ -64,8 +64,8 @@ def test_non_finite_step_is_skipped_then_run_stops(corridor: Path, tmp_path: Pat
         trainer.train_step(batch)
     saved = load_checkpoint(str(err.value).split("weights are in ")[1].split(". ")[0])
     assert saved["skipped_steps"] == 2
-    assert torch.equal(saved["models"]["depth"]["decoder.0.conv.conv.weight"],
-                       before["depth.decoder.0.conv.conv.weight"])
+    for key, value in saved["models"]["depth"].items():
+        assert torch.equal(value, before[f"depth.{key}"]), f"saved {key} is not the last good weight"
 
 
 def _free_port() -> int:

@@ -67,8 +67,10 @@ def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 def config_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
     """Keys (outside run mechanics) whose values differ between a stored run's config and ``cfg``."""
     old, new = dict(_flatten(stored)), dict(_flatten(to_dict(cfg)))
-    keys = sorted(set(old) | set(new))
-    return [k for k in keys if not k.startswith(_IGNORED_PREFIXES) and old.get(k) != new.get(k)]
+    # Only keys both know: the schema grows as methods are added, and a key the stored run did not have yet
+    # (a new provider's defaults) does not make it another experiment.
+    keys = sorted(set(old) & set(new))
+    return [k for k in keys if not k.startswith(_IGNORED_PREFIXES) and old[k] != new[k]]
 
 
 def run_stage(cfg: DictConfig, stage_dir: Path, name: str) -> tuple[Path, str]:

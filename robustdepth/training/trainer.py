@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,9 @@ class Trainer:
                     live.copy_(saved)
             self._skip_bad_step(logs)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        with warnings.catch_warnings():  # a skipped step still advances the step-indexed schedule
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            self.scheduler.step()
         self.step += 1
         logs["lr"] = self.optimizer.param_groups[0]["lr"]
         logs["skipped_steps"] = float(self.skipped_steps)
