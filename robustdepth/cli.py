@@ -184,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _expected_errors() -> tuple[type[BaseException], ...]:
     from robustdepth.config import ConfigError
     from robustdepth.data.base import DataError
+    from robustdepth.export import ExportError
     from robustdepth.training.checkpoint import CheckpointError
     from robustdepth.training.trainer import TrainingDiverged
 
-    return (ConfigError, DataError, CheckpointError, TrainingDiverged, FileNotFoundError)
+    return (ConfigError, DataError, CheckpointError, TrainingDiverged, ExportError, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,11 @@
 """Providers (teachers, priors, masks, …); importing this package registers them all."""
 
-from robustdepth.priors import latency_queue  # noqa: F401  (registration: SEC-Depth)
-from robustdepth.priors import teacher  # noqa: F401  (registration: teacher, day_model)
-from robustdepth.priors import depth_prior  # noqa: F401  (registration: OGD relative-depth prior)
+from robustdepth.priors import (
+    depth_prior,  # noqa: F401  (registration: OGD relative-depth prior)
+    latency_queue,  # noqa: F401  (registration: SEC-Depth)
+    masks,  # noqa: F401  (registration: RoSAMDepth object masks)
+    teacher,  # noqa: F401  (registration: teacher, day_model)
+)
 from robustdepth.priors.base import PROVIDERS, Provider, ProviderConfig, ProviderSet, register_provider
 
 __all__ = ["PROVIDERS", "Provider", "ProviderConfig", "ProviderSet", "register_provider"]
