@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/robustdepth demo
 
+# Two pytest workers, one thread each: two OpenMP teams of two threads on two cores stall each other.
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadgroup -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -q --durations=15
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
