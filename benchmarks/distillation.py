@@ -30,7 +30,6 @@ sys.path.insert(0, str(REPO))
 
 from robustdepth.config import load_config  # noqa: E402
 from robustdepth.evaluation.report import ADVERSE_CONDITIONS, adverse_mean  # noqa: E402
-from robustdepth.priors.teacher import checkpoint_version_compat  # noqa: E402
 from robustdepth.training.pipeline import last_checkpoint, run_pipeline, run_stage  # noqa: E402
 
 CONDITIONS = ("clear", *ADVERSE_CONDITIONS)
@@ -134,8 +133,7 @@ def evaluate(checkpoint: Path, root: Path, protocol: dict[str, Any]) -> dict[str
         cached = json.loads(cache.read_text())
         if cached.get("checkpoint_mtime") == stamp:
             return cached["summary"]
-    with checkpoint_version_compat():
-        model = DepthModel.from_checkpoint(checkpoint, device="cpu")
+    model = DepthModel.from_checkpoint(checkpoint, device="cpu")
     cfg = apply_overrides(model.config, [f"data.root={root}", "data.dataset=world", "data.num_workers=1",
                                          "data.eval_conditions=[]", "data.load_depth_gt=false"])
     ev = protocol["eval"]

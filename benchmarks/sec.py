@@ -45,7 +45,6 @@ from robustdepth.evaluation import adverse_mean  # noqa: E402
 from robustdepth.evaluation.protocols import get_protocol  # noqa: E402
 from robustdepth.evaluation.runner import evaluate_model  # noqa: E402
 from robustdepth.inference import DepthModel  # noqa: E402
-from robustdepth.priors.teacher import checkpoint_version_compat  # noqa: E402
 from robustdepth.training.pipeline import load_checkpoint, run_stage, student_config  # noqa: E402
 
 DISTILLATION_RECIPES = ("md4all_dd", "acdepth")
@@ -144,13 +143,12 @@ def train_row(name: str, recipe: str, extra: list[str], proto: dict[str, Any], w
         return last, time.perf_counter() - start, steps - before
     from robustdepth.training.trainer import Trainer
 
-    with checkpoint_version_compat():  # model.init_checkpoint loads the teacher
-        trainer = Trainer(cfg, run_dir=folder)
-        start = time.perf_counter()  # the training loop only (not dataset indexing / model building)
-        try:
-            last = trainer.fit()
-        finally:
-            trainer.close()
+    trainer = Trainer(cfg, run_dir=folder)
+    start = time.perf_counter()  # the training loop only (not dataset indexing / model building)
+    try:
+        last = trainer.fit()
+    finally:
+        trainer.close()
     return Path(last), time.perf_counter() - start, steps
 
 
@@ -160,8 +158,7 @@ def _step_of(folder: Path) -> int:
 
 
 def evaluate(checkpoint: Path, world: Path, proto: dict[str, Any]) -> dict[str, Any]:
-    with checkpoint_version_compat():
-        model = DepthModel.from_checkpoint(checkpoint, device="cpu")
+    model = DepthModel.from_checkpoint(checkpoint, device="cpu")
     cfg = model.config
     cfg.data.root = str(world)
     cfg.data.num_workers = 0
@@ -178,8 +175,7 @@ def bf16_storage_error(checkpoint: Path, world: Path, proto: dict[str, Any]) -> 
     """How much storing a network's parameters in bf16 (the queue's storage) moves its sigmoid disparity."""
     from robustdepth.data import build_dataset
 
-    with checkpoint_version_compat():
-        model = DepthModel.from_checkpoint(checkpoint, device="cpu")
+    model = DepthModel.from_checkpoint(checkpoint, device="cpu")
     cfg = model.config
     cfg.data.root = str(world)
     dataset = build_dataset(cfg, proto["eval"]["split"], train=False)

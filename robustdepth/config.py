@@ -14,6 +14,7 @@ an error that lists the valid keys at that level, so typos never silently do not
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,9 +264,33 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
     return cfg
 
 
-def config_from_dict(data: dict[str, Any]) -> DictConfig:
-    """Rebuild a validated config from a plain dict (e.g. the one stored in a checkpoint)."""
-    cfg = _merge(schema(), data, "stored config")
+def _known_only(data: Any, node: Any, prefix: str, dropped: list[str]) -> Any:
+    """``data`` without the keys the schema ``node`` does not have (free-form dicts kept whole)."""
+    if not isinstance(data, dict) or not isinstance(node, DictConfig) or not node._get_flag("struct"):
+        return data
+    kept = {}
+    for key, value in data.items():
+        if key in node:
+            kept[key] = _known_only(value, node[key], f"{prefix}{key}.", dropped)
+        else:
+            dropped.append(f"{prefix}{key}")
+    return kept
+
+
+def config_from_dict(data: dict[str, Any], strict: bool = True) -> DictConfig:
+    """Rebuild a validated config from a plain dict (e.g. the one stored in a checkpoint).
+
+    ``strict=False`` (inference, frozen teachers) drops keys that newer code no longer has, with a
+    warning naming them, so older checkpoints keep loading; resuming training stays strict.
+    """
+    base = schema()
+    if not strict:
+        dropped: list[str] = []
+        data = _known_only(data, base, "", dropped)
+        if dropped:
+            warnings.warn(f"stored config keys unknown to this version were ignored: {', '.join(dropped)}",
+                          stacklevel=2)
+    cfg = _merge(base, data, "stored config")
     validate(cfg)
     return cfg
 

@@ -124,7 +124,7 @@ class DepthModel:
 
             return onnx_model_from(checkpoint)
         ckpt = load_checkpoint(checkpoint)
-        cfg = config_from_dict(ckpt["config"])
+        cfg = config_from_dict(ckpt["config"], strict=False)
         net = DepthNet(cfg.model.num_layers, scales=list(cfg.model.scales))
         net.load_state_dict(ckpt["models"]["depth"])
         dev = resolve_device(device)

@@ -69,3 +69,14 @@ def test_round_trip_through_dict_and_overrides() -> None:
     again = config_from_dict(to_dict(cfg))
     assert to_dict(again) == to_dict(cfg)
     assert apply_overrides(again, ["optim.max_steps=7"]).optim.max_steps == 7
+
+
+def test_stored_configs_with_retired_keys_load_for_inference_only() -> None:
+    stored = to_dict(load_config("monodepth2"))
+    stored["losses"]["retired_term"] = {"weight": 1.0}
+    stored["model"]["old_knob"] = 3
+    with pytest.raises(ConfigError, match="retired_term"):
+        config_from_dict(stored)  # resuming training stays strict
+    with pytest.warns(UserWarning, match=r"losses\.retired_term, model\.old_knob"):
+        cfg = config_from_dict(stored, strict=False)
+    assert cfg.losses.photometric.weight == 1.0 and "old_knob" not in cfg.model

@@ -134,10 +134,8 @@ def test_pipeline_trains_resumes_and_reuses_both_stages(corridor: Path, tmp_path
     assert student_cfg.model.init_checkpoint == str(teacher)
     for path in (run / "student").rglob("*.pt"):
         path.unlink()
-    from robustdepth.priors.teacher import checkpoint_version_compat
 
-    with checkpoint_version_compat():
-        train(student_cfg, run / "student", stop_at=1)
+    train(student_cfg, run / "student", stop_at=1)
     second = run_pipeline(cfg, run)
     assert [s["action"] for s in second.stages] == ["reused", "resumed"]
     third = run_pipeline(cfg, run)

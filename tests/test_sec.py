@@ -27,7 +27,6 @@ from robustdepth.losses.sec import (
 )
 from robustdepth.networks import DepthNet
 from robustdepth.priors.latency_queue import LatencyQueue, SpreadStat, spread_statistic
-from robustdepth.priors.teacher import checkpoint_version_compat
 from robustdepth.training.checkpoint import load_checkpoint
 from robustdepth.training.context import StepContext, StepState, TrainModels
 from robustdepth.training.trainer import Trainer, train
@@ -153,13 +152,10 @@ def test_spread_statistic_and_trigger_on_constructed_cases() -> None:
 
 def test_resume_restores_queue_bit_for_bit(corridor: Path, tmp_path: Path) -> None:
     cfg = load_config("sec_monodepth2", corridor_overrides(corridor, **{"optim.max_steps": 4, **FAST}))
-    # checkpoint_version_compat: checkpoints store torch.__version__ as a TorchVersion that weights_only
-    # loads refuse (a foundation issue, see robustdepth.priors.teacher); it does not touch the queue's state
-    with checkpoint_version_compat():
-        straight = train(cfg, run_dir=tmp_path / "a")
-        train(cfg, run_dir=tmp_path / "b", stop_at=2)
-        resumed = train(cfg, run_dir=tmp_path / "b", resume=tmp_path / "b")
-        a, b = load_checkpoint(straight), load_checkpoint(resumed)
+    straight = train(cfg, run_dir=tmp_path / "a")
+    train(cfg, run_dir=tmp_path / "b", stop_at=2)
+    resumed = train(cfg, run_dir=tmp_path / "b", resume=tmp_path / "b")
+    a, b = load_checkpoint(straight), load_checkpoint(resumed)
     for key, value in a["models"]["depth"].items():
         assert torch.equal(value, b["models"]["depth"][key]), f"depth.{key} differs after resume"
     qa, qb = a["providers"]["latency_queue"]["_extra_state"], b["providers"]["latency_queue"]["_extra_state"]

@@ -16,8 +16,6 @@ starts from the teacher's weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,28 +59,10 @@ class DayModelConfig(ProviderConfig):
     stage: str = "root"
 
 
-@contextmanager
-def checkpoint_version_compat() -> Iterator[None]:
-    """Allow ``torch.torch_version.TorchVersion`` (a ``str`` subclass) in ``weights_only`` loads.
-
-    WORKAROUND: ``training.checkpoint.code_version`` stores ``torch.__version__``, which torch 2.13 pickles
-    as a TorchVersion that ``weights_only=True`` refuses, so no checkpoint written here loads again. Scoped to
-    this package's distillation code paths; remove once ``code_version`` stores ``str(torch.__version__)``.
-    """
-    from torch.torch_version import TorchVersion
-
-    if TorchVersion in torch.serialization.get_safe_globals():  # re-entrant: nested exits must not remove it
-        yield
-        return
-    with torch.serialization.safe_globals([TorchVersion]):
-        yield
-
-
 def load_frozen(path: str | Path) -> tuple[DepthNet, PoseNet | None, Any]:
     """(depth net, pose net or None, config) of a checkpoint, in eval mode with gradients off."""
-    with checkpoint_version_compat():
-        ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt["config"])
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"], strict=False)
     depth = DepthNet(cfg.model.num_layers, scales=list(cfg.model.scales))
     depth.load_state_dict(ckpt["models"]["depth"])
     pose = None
@@ -207,4 +187,4 @@ class DayModel(FrozenModelProvider):
 
 
 __all__ = ["DayModel", "DayModelConfig", "Teacher", "TeacherConfig", "TeacherPrediction",
-           "checkpoint_version_compat", "load_frozen"]
+           "load_frozen"]

@@ -27,16 +27,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from robustdepth.config import ConfigError, config_from_dict, load_config, to_dict
-from robustdepth.priors.teacher import checkpoint_version_compat
-from robustdepth.training.checkpoint import load_checkpoint as _load_checkpoint
+from robustdepth.training.checkpoint import load_checkpoint
 
 log = logging.getLogger(__name__)
 
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``training.checkpoint.load_checkpoint`` tolerant of the stored TorchVersion (see checkpoint_version_compat)."""
-    with checkpoint_version_compat():
-        return _load_checkpoint(path)
 
 # Keys whose difference does not make a stored run a different experiment (mechanics, not maths).
 _IGNORED_PREFIXES = ("train.", "eval.", "data.num_workers")
@@ -89,12 +83,10 @@ def run_stage(cfg: DictConfig, stage_dir: Path, name: str) -> tuple[Path, str]:
             log.info("%s stage: reusing finished run %s", name, last)
             return last, "reused"
         log.info("%s stage: resuming %s at step %s", name, last, ckpt["step"])
-        with checkpoint_version_compat():
-            out = train(cfg, run_dir=stage_dir, resume=last)
+        out = train(cfg, run_dir=stage_dir, resume=last)
         return Path(out or last), "resumed"
     log.info("%s stage: training in %s", name, stage_dir)
-    with checkpoint_version_compat():  # model.init_checkpoint loads the teacher
-        out = train(cfg, run_dir=stage_dir)
+    out = train(cfg, run_dir=stage_dir)
     if out is None:
         raise RuntimeError(f"{name} stage in {stage_dir} returned no checkpoint (not the main process?)")
     return Path(out), "trained"
