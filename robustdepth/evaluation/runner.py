@@ -52,8 +52,8 @@ def evaluate_model(model: DepthModel, cfg: Any, protocol: EvalProtocol, split: s
 
 @torch.inference_mode()
 def constant_median_baseline(cfg: Any, protocol: EvalProtocol, split: str | None = None) -> DepthEvaluator:
-    """The trivial predictor: every pixel gets the training-set-free constant (median scaling makes it
-    the per-image GT median) — the floor a learned model must clearly beat."""
+    """The trivial predictor: one depth everywhere (the protocol's per-image median scaling turns it into
+    the GT median of each image) — the floor a learned model must clearly beat."""
     dataset = build_dataset(cfg, split or cfg.eval.split, train=False)
     evaluator = DepthEvaluator(protocol)
     for i in range(len(dataset)):
