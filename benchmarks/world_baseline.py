@@ -23,6 +23,7 @@ from robustdepth.bench.protocol import ADVERSE, BenchProtocol, evaluate_run, tea
 from robustdepth.config import load_config  # noqa: E402
 from robustdepth.evaluation import get_protocol  # noqa: E402
 from robustdepth.evaluation.runner import constant_median_baseline  # noqa: E402
+from robustdepth.training.checkpoint import load_checkpoint  # noqa: E402
 
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
 
@@ -40,9 +41,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", default=str(REPO / "benchmarks" / "protocol.yaml"))
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="a clear-trained Monodepth2 run (default: the protocol's teacher)")
     args = parser.parse_args()
     protocol = BenchProtocol.load(args.protocol)
-    teacher = teacher_checkpoint(protocol)
+    teacher = (args.checkpoint / "checkpoints" / "last.pt" if args.checkpoint and args.checkpoint.is_dir()
+               else args.checkpoint) or teacher_checkpoint(protocol)
+    steps = load_checkpoint(teacher)["step"]
     learned = evaluate_run(protocol, teacher)
     cfg = load_config("monodepth2", protocol.common_overrides())
     constant = constant_median_baseline(cfg, get_protocol(protocol.eval_protocol), protocol.eval_split).summary()
@@ -50,17 +55,19 @@ def main() -> None:
     rows = {"Monodepth2 (clear-trained)": learned, "constant depth": constant}
     adverse = {name: sum(s[c]["abs_rel"] for c in ADVERSE if c in s) / len([c for c in ADVERSE if c in s])
                for name, s in rows.items()}
-    result = {"checkpoint": str(teacher), "protocol": {k: str(v) for k, v in protocol.__dict__.items()},
+    result = {"checkpoint": str(teacher), "steps": steps, "protocol": {k: str(v) for k, v in protocol.__dict__.items()},
               "rows": {n: {c: {m: s[c][m] for m in METRICS} for c in conditions} for n, s in rows.items()},
               "adverse_mean_abs_rel": adverse}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "world_baseline.json").write_text(json.dumps(result, indent=2))
+    command = "python benchmarks/world_baseline.py" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
     md = ["# Monodepth2 on the embedded world: clear vs adverse, against a constant-depth predictor", "",
-          f"Command: `python benchmarks/world_baseline.py`. World `{protocol.world_preset}` "
+          f"Command: `{command}`. World `{protocol.world_preset}` "
           f"(seed {protocol.world_seed}), "
-          f"{protocol.height}×{protocol.width}; Monodepth2 trained {protocol.teacher_steps} steps (batch "
-          f"{protocol.teacher_batch_size}) on the clear training frames only (the protocol's teacher, "
-          f"`{teacher}`); evaluation protocol `{protocol.eval_protocol}` (0.1–80 m, per-image median scaling) "
+          f"{protocol.height}×{protocol.width}; Monodepth2 trained {steps} steps (batch "
+          f"{protocol.teacher_batch_size}, from random initialisation: no ImageNet weights here) on the clear "
+          f"training frames only (`{teacher}`); evaluation protocol `{protocol.eval_protocol}` "
+          "(0.1–80 m, per-image median scaling) "
           f"on the `{protocol.eval_split}` split, the same trajectories rendered in each condition.", "",
           table(rows, conditions), "",
           "Adverse mean AbsRel: " + ", ".join(f"{n} {v:.4f}" for n, v in adverse.items()), ""]
