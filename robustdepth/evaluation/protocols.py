@@ -138,6 +138,42 @@ _KITTI_EIGEN = EvalProtocol(
     ),
 )
 
+_NUSCENES_MD4ALL = EvalProtocol(
+    name="nuscenes_md4all",
+    min_depth=0.1,
+    max_depth=80.0,
+    crop="none",
+    scaling="none",
+    clamp_pred=True,
+    resize="depth",
+    interpolation="bilinear_align_corners",
+    median="lower",
+    description=(
+        f"md4all nuScenes val (CAM_FRONT, LiDAR projected at 1600x900): GT 0.1 < d < 80 m, no crop, "
+        f"predicted *depth* resized to GT size with torch bilinear align_corners=True, clamp to "
+        f"[0.1, 80], no GT scaling (md4all reports these non-GT-scaled numbers; its '_gt' variants = "
+        f"scaling='median' with torch's lower median, '_pp' = post_process=True). Conditions: "
+        f"day-clear / day-rain / night "
+        f"(use MD4ALL_CONDITION_GROUPS for md4all's substring groups). Source: {_MD4ALL}."
+    ),
+)
+
+_WORLD = EvalProtocol(
+    name="world",
+    min_depth=0.1,
+    max_depth=80.0,
+    crop="none",
+    scaling="median",
+    clamp_pred=True,
+    resize="disparity",
+    interpolation="bilinear",
+    description=(
+        "robustdepth's embedded all-weather world: dense rendered GT, 0.1 < d < 80 m, no crop; "
+        "self-supervised monocular models are scale-ambiguous, so per-image median scaling as KITTI mono "
+        "(MD2 order of operations: resize disparity, mask, scale, clamp)."
+    ),
+)
+
 PROTOCOLS: dict[str, EvalProtocol] = {
     "kitti_eigen": _KITTI_EIGEN,
     "kitti_eigen_stereo": replace(
@@ -187,35 +223,11 @@ PROTOCOLS: dict[str, EvalProtocol] = {
             "(--eval_stereo)."
         ),
     ),
-    "nuscenes_md4all": EvalProtocol(
-        name="nuscenes_md4all",
-        min_depth=0.1,
-        max_depth=80.0,
-        crop="none",
-        scaling="none",
-        clamp_pred=True,
-        resize="depth",
-        interpolation="bilinear_align_corners",
-        median="lower",
-        description=(
-            f"md4all nuScenes val (CAM_FRONT, LiDAR projected at 1600x900): GT 0.1 < d < 80 m, no crop, "
-            f"predicted *depth* resized to GT size with torch bilinear align_corners=True, clamp to "
-            f"[0.1, 80], no GT scaling (md4all reports these non-GT-scaled numbers; its '_gt' variants = "
-            f"scaling='median' with torch's lower median, '_pp' = post_process=True). Conditions: "
-            f"day-clear / day-rain / night "
-            f"(use MD4ALL_CONDITION_GROUPS for md4all's substring groups). Source: {_MD4ALL}."
-        ),
-    ),
-    "robotcar_md4all": EvalProtocol(
+    "nuscenes_md4all": _NUSCENES_MD4ALL,
+    "robotcar_md4all": replace(
+        _NUSCENES_MD4ALL,
         name="robotcar_md4all",
-        min_depth=0.1,
         max_depth=50.0,
-        crop="none",
-        scaling="none",
-        clamp_pred=True,
-        resize="depth",
-        interpolation="bilinear_align_corners",
-        median="lower",
         description=(
             f"md4all Oxford RobotCar test (day 2014-12-09, night 2014-12-16; 768x1280 crop): as "
             f"nuscenes_md4all with max depth 50 m. Source: {_MD4ALL}, config/eval_*_50m_robotcar_test.yaml."
@@ -241,30 +253,11 @@ PROTOCOLS: dict[str, EvalProtocol] = {
             f"public; for a scale-aware md4all-style run use get_protocol('drivingstereo', scaling='none')."
         ),
     ),
-    "world": EvalProtocol(
-        name="world",
-        min_depth=0.1,
-        max_depth=80.0,
-        crop="none",
-        scaling="median",
-        clamp_pred=True,
-        resize="disparity",
-        interpolation="bilinear",
-        description=(
-            "robustdepth's embedded all-weather world: dense rendered GT, 0.1 < d < 80 m, no crop; "
-            "self-supervised monocular models are scale-ambiguous, so per-image median scaling as KITTI mono "
-            "(MD2 order of operations: resize disparity, mask, scale, clamp)."
-        ),
-    ),
-    "world_metric": EvalProtocol(
+    "world": _WORLD,
+    "world_metric": replace(
+        _WORLD,
         name="world_metric",
-        min_depth=0.1,
-        max_depth=80.0,
-        crop="none",
         scaling="none",
-        clamp_pred=True,
-        resize="disparity",
-        interpolation="bilinear",
         description=(
             "robustdepth's world for scale-aware models (velocity-supervised, md4all-style): as 'world' but "
             "no scaling at all -- metric depth is compared directly."
