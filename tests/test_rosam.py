@@ -265,3 +265,14 @@ def test_rosam_recipe_trains_a_step_on_the_corridor(corridor: Path, tmp_path: Pa
     assert 0 < logs["rosam_distill/m_out"] <= 1 and 0.1 < logs["rosam_distill/w_rel"] <= 1.1
     assert logs["grad_norm"] > 0
     trainer.close()
+
+
+def test_distillation_without_cst_needs_no_day_model() -> None:
+    from robustdepth.config import load_config
+    from robustdepth.losses import LOSSES, LossSet
+
+    cfg = load_config("all")
+    assert not cfg.providers.day_model.enabled
+    assert "day_model" not in LossSet(cfg).required_providers  # the combined recipe builds without Φ_day
+    rosam = load_config("rosam")
+    assert "day_model" in LOSSES["rosam_distill"](rosam.losses.rosam_distill, rosam).requires

@@ -397,6 +397,11 @@ class RosamDistillLoss(LossTerm):
     Config = RosamDistillConfig
     requires = ("teacher", "day_model", "rosam")
 
+    def __init__(self, cfg: Any, root_cfg: Any) -> None:
+        super().__init__(cfg, root_cfg)
+        if not cfg.use_cst:  # Φ_day is only read for W_cst
+            self.requires = ("teacher", "rosam")
+
     def forward(self, ctx: StepContext) -> tuple[Tensor, dict[str, float]]:
         cfg = self.cfg
         teacher = ctx.provide("teacher")
