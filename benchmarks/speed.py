@@ -329,12 +329,11 @@ def to_markdown(res: dict[str, Any]) -> str:
     lines = ["# Speed: fp32 eager vs the fast path", "",
              f"Machine: {res.get('machine')}; torch {res.get('torch')}; device {res.get('device')}. "
              f"Commands: {', '.join(f'`{c}`' for c in res.get('commands', []))}.", "",
-             "**Noisy host.** These numbers were taken on 2 shared vCPUs while several other engineers ran "
-             "jobs on the same machine (load average 12–16). Every speed-up is the median of per-round ratios of "
-             "runs alternated in one process, so both sides saw the same contention; absolute times are "
-             "indicative only. The lead may rerun `benchmarks/speed.py` on a quiet machine. No GPU was lent to "
-             "this task: the CUDA paths (autocast device type, pinned memory + non-blocking copies, nccl) are "
-             "written but the GPU numbers could not be taken.", "",
+             f"Host load average when the last sections ran: {res.get('load_average')} (2 vCPUs; the host is "
+             "shared, so every speed-up is the median of per-round ratios of runs alternated in one process). "
+             "The accuracy and memory sections were measured earlier under heavy contention (load average "
+             "12–16, 1 thread). No GPU was lent to this task: the CUDA paths (autocast device type, pinned "
+             "memory + non-blocking copies, nccl) are written but the GPU numbers could not be taken.", "",
              "## What is on by default, and how to get the fast path", "",
              "- **Inference** (`robustdepth.load(ckpt)`, `predict`, `eval`): channels_last fp32 (same numerics), "
              "folders/videos batched 8 frames per call, compile once a job is long enough to amortise it "
