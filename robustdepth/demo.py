@@ -55,7 +55,7 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> DemoPlan:
-        return cls(baseline_steps=10, combined_steps=4, batch_size=4, max_eval_frames=25)
+        return cls(baseline_steps=10, combined_steps=4, batch_size=4)
 
     def overrides(self, name: str, steps: int) -> list[str]:
         return [f"data.root={self.world_root}", f"data.height={self.height}", f"data.width={self.width}",
