@@ -125,7 +125,7 @@ def corruption_scores(checkpoint: Path, gts: list[np.ndarray], images: dict[str,
         per.setdefault(name, {})[sev] = mean_metrics(batch)
     scores = score_results(per, mean_metrics(images["clean"]), load_reference("monodepth2_r18"),
                            name=str(checkpoint))
-    summary = {"mCE": scores["mCE"], "mRR": scores["mRR"], "mean_dee": scores.get("mean_dee")}
+    summary = {"mCE": scores["mce"], "mRR": scores["mrr"], "mean_dee": scores["mean_dee"]}
     cache.write_text(json.dumps(summary))
     return summary
 
