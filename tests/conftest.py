@@ -9,6 +9,9 @@ ground truth.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REPO = Path(__file__).resolve().parents[1]
 
 # (normal axis, offset, sign facing the camera) of each plane, in camera-start coordinates
 # x right, y down, z forward.
@@ -103,3 +107,17 @@ def corridor_overrides(root: Path, **extra: object) -> list[str]:
     }
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_two_processes(worker: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``tests/<worker>`` under torchrun with 2 CPU processes (gloo), one thread each."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", str(REPO / "tests" / worker), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -4,10 +4,6 @@ with the queue, no gradients into the queue, and a 2-process data-parallel run w
 from __future__ import annotations
 
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +26,7 @@ from robustdepth.priors.latency_queue import LatencyQueue, SpreadStat, spread_st
 from robustdepth.training.checkpoint import load_checkpoint
 from robustdepth.training.context import StepContext, StepState, TrainModels
 from robustdepth.training.trainer import Trainer, train
-from tests.conftest import corridor_overrides
+from tests.conftest import corridor_overrides, run_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = {"data.width": 96, "degrade.every_n_steps": 1, "providers.latency_queue.warmup_steps": 1,
@@ -183,18 +179,10 @@ def test_queue_gets_no_gradients_and_is_not_optimised(corridor: Path, tmp_path: 
     assert not any(p is q for p in queue.worker.parameters() for q in trainer.models.parameters())
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.mark.slow
 def test_two_process_data_parallel_step_with_queue(corridor: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(REPO / "tests" / "sec_ddp_worker.py"), str(corridor), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_two_processes("sec_ddp_worker.py", str(corridor), str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert r0["world"] == 2

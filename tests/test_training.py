@@ -3,10 +3,6 @@ and checkpoints from elsewhere are refused with a clear message."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +11,7 @@ import torch
 from robustdepth.config import load_config
 from robustdepth.training.checkpoint import CheckpointError, load_checkpoint
 from robustdepth.training.trainer import Trainer, TrainingDiverged, train
-from tests.conftest import corridor_overrides
+from tests.conftest import corridor_overrides, run_two_processes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,18 +64,10 @@ def test_non_finite_step_is_skipped_then_run_stops(corridor: Path, tmp_path: Pat
         assert torch.equal(value, before[f"depth.{key}"]), f"saved {key} is not the last good weight"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.mark.slow
 def test_two_process_data_parallel_run(corridor: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", str(REPO / "tests" / "ddp_worker.py"), str(corridor), str(tmp_path)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_two_processes("ddp_worker.py", str(corridor), str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert r0["world"] == 2

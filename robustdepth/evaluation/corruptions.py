@@ -67,26 +67,9 @@ KITTI_C_SIZE: tuple[int, int] = (192, 640)
 MIN_SIDE = 32
 """imagecorruptions refuses images with a side under 32 px; the same limit applies to every name here."""
 
-# Corruptions that come straight from the imagecorruptions package.
-LIBRARY_CORRUPTIONS: frozenset[str] = frozenset(
-    {
-        "brightness",
-        "fog",
-        "frost",
-        "snow",
-        "contrast",
-        "defocus_blur",
-        "glass_blur",
-        "motion_blur",
-        "zoom_blur",
-        "elastic_transform",
-        "gaussian_noise",
-        "impulse_noise",
-        "shot_noise",
-        "pixelate",
-        "jpeg_compression",
-    }
-)
+# RoboDepth's own corruptions (not in imagecorruptions); every other name comes straight from that package.
+ROBODEPTH_CORRUPTIONS: frozenset[str] = frozenset({"dark", "color_quant", "iso_noise"})
+LIBRARY_CORRUPTIONS: frozenset[str] = frozenset(CORRUPTIONS) - ROBODEPTH_CORRUPTIONS
 
 # Severity parameters of RoboDepth's own corruptions (docs/CREATE.md "Configuration Details").
 DARK_PEAK = (0.60, 0.50, 0.40, 0.30, 0.20)  # output value of the brightest input pixel (of 1)
