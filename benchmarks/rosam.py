@@ -3,15 +3,19 @@ RoSAMDepth with ORACLE masks (the world's object ids), plus the paper's ablation
 adverse mean, and a qualitative panel (image, masks, teacher, student, M_out, W_rel) for a night and a rain frame.
 
     .venv/bin/python benchmarks/rosam.py            # full protocol → docs/results/rosam.{json,md}, rosam_panel.png
-    .venv/bin/python benchmarks/rosam.py --quick    # tiny smoke version → docs/results/rosam_quick.{json,md,_panel.png}
+    .venv/bin/python benchmarks/rosam.py --quick    # tiny smoke version (runs/bench_quick)
+                                                    # → docs/results/rosam_quick.{json,md}, rosam_quick_panel.png
 
-Chain (METHODS.md §4–5): Φ_day = the protocol's cached day-clear Monodepth2 teacher (``runs/bench/teacher``,
-shared with the distillation table; trained there once when missing); Φ_syn = an md4all-DD student of Φ_day
-(Syn2Real's SA stage in its depth-distillation form, ``RUNS/phi_syn``); every row below is an RA student
-initialised from Φ_syn, labelled by Φ_syn with W_cst from Φ_day, with the day-histogram KL prior of Φ_day.
-All rows share seed, step budget, batch and learning rate (1e-4, Syn2Real's; the rosam recipe's 8e-5 is
-overridden so that rows differ only in the method). Everything is cached and resumable: the world, the
-teacher, Φ_syn, the mask cache, each run (robustdepth.training.pipeline.run_stage) and each evaluation.
+Every run comes from the one run registry (robustdepth.bench.protocol, ``runs/bench/<key>``), shared with the
+other tables. Chain (METHODS.md §4–5): Φ_day = the protocol's cached day-clear Monodepth2 teacher
+(``teacher``); Φ_syn = the ``md4all_dd`` row (Syn2Real's SA stage in its depth-distillation form, the same
+run the distillation and methods tables report); every row below is an RA student initialised from Φ_syn,
+labelled by Φ_syn with W_cst from Φ_day, with the day-histogram KL prior of Φ_day
+(``runs/bench/day_histograms/teacher.json``). All rows share seed, step budget, batch and learning rate
+(1e-4, Syn2Real's; the rosam recipe's 8e-5 is overridden so that rows differ only in the method); the
+felzenszwalb rows read the shared mask cache ``runs/bench/masks_felzenszwalb``. On a fresh runs root the
+eight rows take ≈ 8 × 300 student steps (≈ 1 h on 2 quiet cores, plus the teacher and Φ_syn when not cached);
+everything is cached and resumable: the world, each run, the mask cache, the histogram, each evaluation.
 """
 
 from __future__ import annotations
@@ -20,8 +24,6 @@ import argparse
 import json
 import os
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -33,82 +35,28 @@ sys.path.insert(0, str(REPO))
 
 from robustdepth.bench.protocol import (  # noqa: E402
     ADVERSE,
+    LR_SYN2REAL,
+    TEACHER,
     BenchProtocol,
-    ensure_world,
+    day_histogram,
+    default_runs_root,
     evaluate_run,
+    felzenszwalb_mask_cache,
     method_row,
+    quick_protocol,
+    row_config,
+    row_inputs,
     rows_to_markdown,
-    teacher_checkpoint,
+    run_row,
 )
-from robustdepth.config import load_config  # noqa: E402
-from robustdepth.training.pipeline import run_stage  # noqa: E402
 
-LR = 1.0e-4
-# row name → (recipe, extra overrides); "masks" rows read the felzenszwalb cache, world rows need none
-ROWS: dict[str, tuple[str, list[str]]] = {
-    "syn2real_ra": ("syn2real_ra", []),
-    "rosam_ore": ("rosam_ore", []),
-    "rosam_src": ("rosam_src", []),
-    "rosam_arom": ("rosam_arom", []),
-    "rosam_arom_rgl": ("rosam_arom_rgl", []),
-    "rosam_arom_rgl_ore": ("rosam_arom_rgl_ore", []),
-    "rosam": ("rosam", []),
-    "rosam_world_masks": ("rosam_world_masks", []),
-}
+LR = LR_SYN2REAL
+# Registry keys of the table's rows ("masks" rows read the felzenszwalb cache, rosam_world_masks the world's ids)
+ROWS = ("syn2real_ra", "rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",
+        "rosam_world_masks")
 PAPER_ORDER = ("rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam")
 PAPER_NIGHT_ABSREL = {"syn2real_ra": 0.1792, "rosam_ore": 0.1734, "rosam_src": 0.1725, "rosam_arom": 0.1711,
                       "rosam_arom_rgl": 0.1699, "rosam_arom_rgl_ore": 0.1673, "rosam": 0.1667}
-
-
-def quick_protocol(protocol: BenchProtocol) -> BenchProtocol:
-    """A smoke-sized copy: the tiny world, a few steps, small batches."""
-    return replace(protocol.scaled(0.01, world_preset="tiny"), teacher_steps=6, student_steps=3,
-                   teacher_batch_size=4, student_batch_size=2)
-
-
-def run_overrides(protocol: BenchProtocol, steps: int, quick: bool) -> list[str]:
-    extra = ["data.num_workers=0", "train.progress=false"] if quick else []
-    return [*protocol.common_overrides(), f"optim.batch_size={protocol.student_batch_size}", f"optim.max_steps={steps}",
-            "train.log_every=100000", "train.image_every=1000000", f"train.ckpt_every={max(50, steps // 4)}", *extra]
-
-
-def timed_stage(cfg: Any, run_dir: Path, name: str, steps: int) -> tuple[Path, float | None]:
-    """run_stage plus seconds per step when this call trained it (cached in timing.json)."""
-    timing = run_dir / "timing.json"
-    t0 = time.perf_counter()
-    last, action = run_stage(cfg, run_dir, name)
-    if action != "reused":
-        timing.write_text(json.dumps({"s_per_step": (time.perf_counter() - t0) / steps, "action": action,
-                                      "load_average": os.getloadavg()[0]}))
-    return last, (json.loads(timing.read_text())["s_per_step"] if timing.is_file() else None)
-
-
-def phi_syn(protocol: BenchProtocol, day: Path, runs: Path, quick: bool) -> Path:
-    """Syn2Real's Φ_syn: an md4all-DD student of Φ_day, trained once for the student budget."""
-    steps = protocol.student_steps
-    cfg = load_config("md4all_dd", [*run_overrides(protocol, steps, quick), f"providers.teacher.checkpoint={day}",
-                                    f"model.init_checkpoint={day}", f"optim.lr={LR}", "train.name=phi_syn"])
-    return run_stage(cfg, runs / "phi_syn", "phi_syn")[0]
-
-
-def mask_cache(protocol: BenchProtocol, runs: Path, quick: bool) -> Path:
-    from robustdepth.priors.masks import write_mask_cache
-
-    cache = runs / "masks_felzenszwalb"
-    cfg = load_config("rosam", run_overrides(protocol, 1, quick))
-    write_mask_cache(cfg, cache, progress=not quick)
-    return cache
-
-
-def row_config(protocol: BenchProtocol, recipe: str, extra: list[str], chain: dict[str, Path], quick: bool) -> Any:
-    over = [*run_overrides(protocol, protocol.student_steps, quick), f"optim.lr={LR}",
-            f"providers.teacher.checkpoint={chain['syn']}", f"providers.day_model.checkpoint={chain['day']}",
-            f"model.init_checkpoint={chain['syn']}", f"losses.syn2real_kl.prior_path={chain['histogram']}",
-            f"train.name={recipe}", *extra]
-    cfg = load_config(recipe, over)
-    if cfg.providers.masks.enabled and cfg.providers.masks.method != "world":
-        cfg.providers.masks.cache = str(chain["masks"])
-    return cfg
 
 
 def ablation_ordering(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -202,7 +150,8 @@ def make_panel(cfg: Any, chain: dict[str, Path], student: Path, out: Path, title
 def to_markdown(result: dict[str, Any]) -> str:
     o = result["ablation"]
     note = (f"{'Quick smoke run (tiny world, a few steps): numbers are NOT meaningful.' if result['quick'] else ''} "
-            f"Command: `{result['command']}`. Protocol: {result['protocol']}. Every row: the same Φ_syn init, "
+            f"Command: `{result['command']}`. Protocol: {result['protocol']} ({result['protocol_summary']}). "
+            "Every row: the same Φ_syn init (the md4all_dd row), "
             f"seed {result['seed']}, {result['student_steps']} steps, batch {result['batch_size']}, lr {LR}. "
             "rosam = full model with weight-free felzenszwalb masks; rosam_world_masks = ORACLE masks.")
     lines = [rows_to_markdown(result["rows"], "RoSAMDepth on the world", note), "## Ablation ordering", "",
@@ -219,55 +168,55 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny world, a few steps (smoke test)")
     parser.add_argument("--protocol", default=str(REPO / "benchmarks" / "protocol.yaml"))
-    parser.add_argument("--runs", default=None, help="runs root (default runs/bench, quick: runs/bench_rosam_quick)")
+    parser.add_argument("--runs", default=None,
+                        help="runs root, relative to the repo root (default runs/bench, quick: runs/bench_quick)")
     parser.add_argument("--only", nargs="*", default=None, help="row names (default all)")
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    unknown = [n for n in args.only or [] if n not in ROWS]
+    if unknown:
+        raise SystemExit(f"unknown row(s) {unknown}; rows: {list(ROWS)}")
 
     protocol = BenchProtocol.load(args.protocol)
     if args.quick:
         protocol = quick_protocol(protocol)
-    runs_root = Path(args.runs) if args.runs else REPO / "runs" / ("bench_rosam_quick" if args.quick else "bench")
-    protocol = replace(protocol, world_root=REPO / protocol.world_root)
-    ensure_world(protocol)
-    day = teacher_checkpoint(protocol, runs_root)  # the shared cached day-clear teacher (Φ_day)
-    runs = runs_root / "rosam"
-    syn = phi_syn(protocol, day, runs, args.quick)
-    from robustdepth.priors.histogram import compute_day_histogram
-
-    histogram = runs / "day_histogram.json"
-    if not histogram.is_file():
-        compute_day_histogram(day, histogram)
-    chain = {"day": day, "syn": syn, "histogram": histogram, "masks": mask_cache(protocol, runs, args.quick)}
+    out = Path(args.out).resolve()
+    os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
+    runs = Path(args.runs) if args.runs else default_runs_root(protocol)
+    done: dict[str, tuple[Path, float | None]] = {}
+    day = run_row(protocol, TEACHER, runs, done)[0]  # Φ_day: the shared cached day-clear teacher
+    chain = {"day": day, "syn": run_row(protocol, "md4all_dd", runs, done)[0],
+             "histogram": day_histogram(day, runs), "masks": felzenszwalb_mask_cache(protocol, runs)}
 
     rows: dict[str, dict[str, Any]] = {}
     checkpoints: dict[str, Path] = {}
-    for name, (recipe, extra) in ROWS.items():
+    for name in ROWS:
         if args.only and name not in args.only:
             continue
-        cfg = row_config(protocol, recipe, extra, chain, args.quick)
-        last, s_per_step = timed_stage(cfg, runs / name, name, protocol.student_steps)
+        last, s_per_step = run_row(protocol, name, runs, done)
         checkpoints[name] = last
         rows[name] = method_row(evaluate_run(protocol, last), s_per_step)
         print(f"{name}: adverse AbsRel {rows[name]['adverse_mean']['abs_rel']:.4f}", flush=True)
 
     stem = "rosam_quick" if args.quick else "rosam"
+    protocol_path = Path(args.protocol).resolve()
     result = {"quick": args.quick, "command": "python benchmarks/rosam.py" + (" --quick" if args.quick else ""),
-              "protocol": str(Path(args.protocol).relative_to(REPO)) if Path(args.protocol).is_relative_to(REPO)
-              else args.protocol, "seed": protocol.seed, "student_steps": protocol.student_steps,
+              "protocol": str(protocol_path.relative_to(REPO)) if protocol_path.is_relative_to(REPO)
+              else args.protocol, "protocol_summary": protocol.summary(), "runs_root": str(runs),
+              "seed": protocol.seed, "student_steps": protocol.student_steps,
               "batch_size": protocol.student_batch_size, "lr": LR, "world": protocol.world_preset,
               "chain": {k: str(v) for k, v in chain.items()}, "rows": rows,
               "adverse_conditions": list(ADVERSE), "load_average": os.getloadavg()[0]}
     if "syn2real_ra" in rows:
         result["ablation"] = ablation_ordering(rows)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if "rosam" in checkpoints:
-        cfg = row_config(protocol, "rosam", [], chain, args.quick)
-        result["panel"] = str(make_panel(cfg, chain, checkpoints["rosam"], out / f"{stem}_panel.png",
-                                         f"RoSAMDepth ({'quick' if args.quick else 'protocol'}): "
-                                         "image, masks, teacher, student, M_out, W_rel").relative_to(REPO))
+        cfg = row_config(protocol, "rosam", **row_inputs(protocol, "rosam", runs, done))
+        panel = make_panel(cfg, chain, checkpoints["rosam"], out / f"{stem}_panel.png",
+                           f"RoSAMDepth ({'quick' if args.quick else 'protocol'}): "
+                           "image, masks, teacher, student, M_out, W_rel")
+        result["panel"] = str(panel.relative_to(REPO)) if panel.is_relative_to(REPO) else str(panel)
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     if "ablation" in result:
         (out / f"{stem}.md").write_text(to_markdown(result))

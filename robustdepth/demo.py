@@ -128,8 +128,10 @@ def real_frame_panel(models: dict[str, DepthModel], out: Path) -> Path | None:
     return save_panel(rows, out / "real_frames.png", titles=titles)
 
 
-def world_condition_panel(models: dict[str, DepthModel], world_root: Path, out_png: Path) -> Path:
-    """One world test frame in every condition: image, GT depth, each model's depth."""
+def world_condition_panel(models: dict[str, DepthModel], world_root: Path, out_png: Path,
+                          width_inches: float = 4.0) -> Path:
+    """One world test frame in every condition: image, GT depth, each model's depth (``width_inches`` per
+    column: wide grids of many models pass less to keep the PNG small)."""
     from robustdepth.data.world import world_sequences
 
     seq = world_sequences(world_root, "test")[0]
@@ -142,7 +144,7 @@ def world_condition_panel(models: dict[str, DepthModel], world_root: Path, out_p
         row += [colorize_depth(m.infer(rgb)) for m in models.values()]
         rows.append(row)
         titles.append([condition, "GT depth", *models])
-    return save_panel(rows, out_png, titles=titles)
+    return save_panel(rows, out_png, titles=titles, width_inches=width_inches)
 
 
 def write_report(out: Path, results: dict[str, dict], figures: dict[str, Path | None], plan: DemoPlan) -> Path:

@@ -95,3 +95,15 @@ def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
         load_checkpoint(truncated)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_more_steps_extend_a_run_other_changes_do_not() -> None:
+    """Asking a finished run for more optim.max_steps continues it; fewer steps or another lr is another run."""
+    from robustdepth.config import to_dict
+    from robustdepth.training.pipeline import config_differences
+
+    stored = to_dict(load_config("monodepth2", ["optim.max_steps=600"]))
+    assert config_differences(stored, load_config("monodepth2", ["optim.max_steps=2400"])) == []
+    assert config_differences(stored, load_config("monodepth2", ["optim.max_steps=300"])) == ["optim.max_steps"]
+    assert config_differences(stored, load_config("monodepth2", ["optim.max_steps=2400", "optim.lr=0.001"])) == [
+        "optim.lr"]

@@ -1,23 +1,29 @@
 """``robustdepth bench methods``: every method side by side under the one benchmark protocol.
 
-Trains (or reuses) the protocol's day-clear teacher and every recipe — Monodepth2, md4all-DD,
-Syn2Real-RA, ACDepth, RoSAMDepth, MD2+SEC and the combined ``all`` — evaluates each per condition
-on the world's test split and with the RoboDepth corruptions of the clear test frames, and writes
-``methods.{json,md}``, a bar plot of AbsRel per condition per method and a qualitative grid (one
-test frame in every condition × each method's depth). Every stage is cached: an interrupted
-benchmark continues where it stopped.
+Trains (or reuses) the protocol's day-clear teacher and every method's row from the one run registry
+(robustdepth.bench.protocol: ``RUNS/<key>``, the same runs benchmarks/distillation.py, rosam.py and sec.py
+report, each trained once) — Monodepth2, md4all-DD, Syn2Real-RA, ACDepth, RoSAMDepth, MD2+SEC and the
+combined ``all`` — evaluates each per condition on the world's test split and with the RoboDepth
+corruptions of the clear test frames, and writes ``methods.{json,md}``, a bar plot of AbsRel per condition
+per method and a qualitative grid (one test frame in every condition × each method's depth). Every stage
+is cached: an interrupted benchmark continues where it stopped. Run it from the repository root::
 
-Chains (as the papers): md4all-DD, ACDepth and ``all`` distil the day-clear teacher; Syn2Real-RA
-and RoSAMDepth distil Φ_syn = the md4all-DD row (with Φ_day = the teacher); MD2+SEC continues the
-teacher self-supervised with SECL. The Monodepth2 row is the teacher itself.
+    robustdepth bench methods --protocol benchmarks/protocol.yaml           # runs/bench → docs/results/methods.*
+    robustdepth bench methods --protocol benchmarks/protocol.yaml --quick   # runs/bench_quick → methods_quick.*
+
+On a fresh runs root: the teacher (≈ 30 min on 2 quiet cores) + seven students of 300 steps (≈ 50 min);
+rows the other tables already trained cost only their evaluation.
+
+Chains (as the papers, registry keys in brackets): md4all-DD [md4all_dd], ACDepth [acdepth] and ``all``
+distil the day-clear teacher; Syn2Real-RA [syn2real_ra] and RoSAMDepth [rosam] distil Φ_syn = the md4all-DD
+row (with Φ_day = the teacher); MD2+SEC [sec_monodepth2] continues the teacher self-supervised with SECL.
+The Monodepth2 row is the teacher itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,69 +31,26 @@ import numpy as np
 
 from robustdepth.bench.protocol import (
     ADVERSE,
+    TEACHER,
     BenchProtocol,
+    default_runs_root,
     evaluate_run,
     method_row,
+    quick_protocol,
     rows_to_markdown,
-    teacher_checkpoint,
+    run_row,
 )
 
-# row name -> (recipe, the row whose checkpoint is its teacher; "teacher" = the protocol teacher, None = none)
-ROWS: dict[str, tuple[str, str | None]] = {
-    "md4all-DD": ("md4all_dd", "teacher"),
-    "Syn2Real-RA": ("syn2real_ra", "md4all-DD"),
-    "ACDepth": ("acdepth", "teacher"),
-    "RoSAMDepth": ("rosam", "md4all-DD"),
-    "MD2+SEC": ("sec_monodepth2", None),
-    "all": ("all", "teacher"),
+# table row name -> registry key (robustdepth.bench.protocol.ROWS)
+ROWS: dict[str, str] = {
+    "md4all-DD": "md4all_dd",
+    "Syn2Real-RA": "syn2real_ra",
+    "ACDepth": "acdepth",
+    "RoSAMDepth": "rosam",
+    "MD2+SEC": "sec_monodepth2",
+    "all": "all",
 }
 CORRUPTION_FRAMES = 6
-
-
-def quick_protocol(protocol: BenchProtocol) -> BenchProtocol:
-    """A smoke-sized copy: the tiny world, a few steps, small batches."""
-    return replace(protocol.scaled(0.01, world_preset="tiny"), teacher_steps=6, student_steps=3,
-                   teacher_batch_size=4, student_batch_size=2)
-
-
-def _row_dir(runs: Path, name: str) -> Path:
-    return runs / "methods" / name.lower().replace("+", "_").replace("-", "_")
-
-
-def mask_cache(protocol: BenchProtocol, runs: Path) -> Path:
-    """Felzenszwalb object masks of the training frames (weight-free default), written once."""
-    from robustdepth.config import load_config
-    from robustdepth.priors.masks import write_mask_cache
-
-    cache = runs / "methods" / "masks_felzenszwalb"
-    write_mask_cache(load_config("rosam", protocol.common_overrides()), cache)
-    return cache
-
-
-def train_row(protocol: BenchProtocol, name: str, teachers: dict[str, Path], runs: Path,
-              masks: Path, extra: list[str]) -> tuple[Path, float]:
-    """One row through the teacher→student pipeline; returns (checkpoint, s/step of its own training)."""
-    from robustdepth.config import load_config
-    from robustdepth.training.pipeline import run_pipeline
-
-    recipe, teacher_row = ROWS[name]
-    run_dir = _row_dir(runs, name)
-    overrides = [*protocol.common_overrides(), f"optim.batch_size={protocol.student_batch_size}",
-                 f"optim.max_steps={protocol.student_steps}", f"train.name={run_dir.name}", *extra]
-    if teacher_row is None:
-        overrides.append(f"model.init_checkpoint={teachers['teacher']}")
-    else:
-        overrides.append(f"providers.teacher.checkpoint={teachers[teacher_row]}")
-    cfg = load_config(recipe, overrides)
-    if cfg.providers.masks.enabled and cfg.providers.masks.method != "world":
-        cfg.providers.masks.cache = str(masks)
-    timing = run_dir / "timing.json"
-    t0 = time.perf_counter()
-    result = run_pipeline(cfg, run_dir)
-    if result.stages[-1]["action"] == "trained" or not timing.is_file():
-        timing.write_text(json.dumps({"s_per_step": (time.perf_counter() - t0) / protocol.student_steps,
-                                      "action": result.stages[-1]["action"]}))
-    return result.checkpoint, float(json.loads(timing.read_text())["s_per_step"])
 
 
 def corrupted_clear_frames(protocol: BenchProtocol, frames: int) -> tuple[list[np.ndarray], dict[str, Any]]:
@@ -136,14 +99,11 @@ def run(protocol: BenchProtocol, out: Path, runs: Path, quick: bool = False,
     from robustdepth.evaluation.report import plot_metric_bars
     from robustdepth.inference import DepthModel
 
-    extra = ["data.num_workers=0", "train.progress=false"] if quick else []
-    teachers = {"teacher": teacher_checkpoint(protocol, runs)}
-    masks = mask_cache(protocol, runs)
-    checkpoints, timing = {"Monodepth2": teachers["teacher"]}, {}
+    done: dict[str, tuple[Path, float | None]] = {}
+    teacher, teacher_s_per_step = run_row(protocol, TEACHER, runs, done)
+    checkpoints, timing = {"Monodepth2": teacher}, {"Monodepth2": teacher_s_per_step}
     for name in rows or list(ROWS):
-        ckpt, s_step = train_row(protocol, name, teachers, runs, masks, extra)
-        teachers[name] = checkpoints[name] = ckpt
-        timing[name] = s_step
+        checkpoints[name], timing[name] = run_row(protocol, ROWS[name], runs, done)
     gts, images = corrupted_clear_frames(protocol, corruption_frames)
     table: dict[str, dict[str, Any]] = {}
     for name, ckpt in checkpoints.items():
@@ -154,8 +114,9 @@ def run(protocol: BenchProtocol, out: Path, runs: Path, quick: bool = False,
     summaries = {name: evaluate_run(protocol, ckpt) for name, ckpt in checkpoints.items()}
     plot_metric_bars(summaries, "abs_rel", out / f"{stem}_abs_rel.png", conditions=["clear", *ADVERSE])
     models = {name: DepthModel.from_checkpoint(ckpt) for name, ckpt in checkpoints.items()}
-    world_condition_panel(models, protocol.world_root, out / f"{stem}_grid.png")
+    world_condition_panel(models, protocol.world_root, out / f"{stem}_grid.png", width_inches=2.0)
     result = {"protocol": {k: str(v) for k, v in protocol.__dict__.items()}, "quick": quick, "rows": table,
+              "runs_root": str(runs), "checkpoints": {k: str(v) for k, v in checkpoints.items()},
               "corruption_frames": corruption_frames}
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
     (out / f"{stem}.md").write_text(to_markdown(result, stem))
@@ -184,7 +145,8 @@ def _cmd(args: argparse.Namespace) -> int:
     protocol = BenchProtocol.load(args.protocol)
     if args.quick:
         protocol = quick_protocol(protocol)
-    result = run(protocol, Path(args.out), Path(args.runs), quick=args.quick,
+    runs = Path(args.runs) if args.runs else default_runs_root(protocol)
+    result = run(protocol, Path(args.out), runs, quick=args.quick,
                  corruption_frames=args.corruption_frames, rows=args.rows)
     print(to_markdown(result, "methods_quick" if args.quick else "methods"))
     return 0
@@ -194,7 +156,8 @@ def add_subparser(commands: Any) -> None:
     p = commands.add_parser("methods", help="every method side by side (table, plot, grid)", description=__doc__)
     p.add_argument("--protocol", default="benchmarks/protocol.yaml")
     p.add_argument("--out", default="docs/results")
-    p.add_argument("--runs", default="runs/bench", help="cache of trained runs (shared teacher at RUNS/teacher)")
+    p.add_argument("--runs", default=None, help="runs root shared by every table (default runs/bench; --quick: "
+                   "runs/bench_quick); use the same spelling as the other tables (relative to the repo root)")
     p.add_argument("--quick", action="store_true", help="tiny smoke version (tiny world, a few steps)")
     p.add_argument("--corruption-frames", type=int, default=CORRUPTION_FRAMES)
     p.add_argument("--rows", nargs="+", choices=list(ROWS), help="train only these rows (plus what they need)")

@@ -59,12 +59,26 @@ def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
 
 
 def config_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
-    """Keys (outside run mechanics) whose values differ between a stored run's config and ``cfg``."""
+    """Keys (outside run mechanics) whose values differ between a stored run's config and ``cfg``.
+
+    Asking for more ``optim.max_steps`` than the stored run had is not a difference: it extends the same
+    experiment (the schedule is per epoch, so the first N steps are the same either way).
+    """
     old, new = dict(_flatten(stored)), dict(_flatten(to_dict(cfg)))
     # Only keys both know: the schema grows as methods are added, and a key the stored run did not have yet
     # (a new provider's defaults) does not make it another experiment.
     keys = sorted(set(old) & set(new))
-    return [k for k in keys if not k.startswith(_IGNORED_PREFIXES) and old[k] != new[k]]
+    return [k for k in keys if not k.startswith(_IGNORED_PREFIXES) and old[k] != new[k]
+            and not (k == "optim.max_steps" and _extends(old[k], new[k]))]
+
+
+def _extends(stored_steps: Any, asked_steps: Any) -> bool:
+    return bool(stored_steps) and bool(asked_steps) and int(asked_steps) > int(stored_steps)
+
+
+def _target_steps(ckpt: dict[str, Any], cfg: DictConfig) -> int:
+    """Steps the run must reach: the asked ``optim.max_steps`` when set, else the stored run's total."""
+    return int(cfg.optim.max_steps or ckpt["total_steps"])
 
 
 def run_stage(cfg: DictConfig, stage_dir: Path, name: str) -> tuple[Path, str]:
@@ -79,7 +93,7 @@ def run_stage(cfg: DictConfig, stage_dir: Path, name: str) -> tuple[Path, str]:
             raise ConfigError(f"{name} stage folder {stage_dir} holds a run with another configuration "
                               f"(differs in {', '.join(differ[:8])}{' …' if len(differ) > 8 else ''}); "
                               "delete it or choose another --run-dir")
-        if int(ckpt["step"]) >= int(ckpt["total_steps"]):
+        if int(ckpt["step"]) >= _target_steps(ckpt, cfg):
             log.info("%s stage: reusing finished run %s", name, last)
             return last, "reused"
         log.info("%s stage: resuming %s at step %s", name, last, ckpt["step"])

@@ -512,9 +512,9 @@ def _rgb(r: float, g: float, b: float) -> Tensor:
 
 
 # Per material: grain base frequency (cycles/m), grain contrast (lo, span), stain strength, ground colour.
-_GRAIN_FREQ = torch.tensor([0.35, 0.8, 1.5, 0.7, 0.9, 2.0, 2.0, 3.0, 3.0, 4.0, 3.0, 1.5, 1.0])
-_GRAIN_LO = torch.tensor([0.55, 0.7, 0.75, 0.45, 0.7, 0.85, 0.85, 0.7, 0.7, 0.85, 0.7, 0.3, 1.0])
-_GRAIN_SPAN = torch.tensor([0.9, 0.6, 0.5, 1.1, 0.6, 0.3, 0.3, 0.6, 0.6, 0.3, 0.6, 1.4, 0.0])
+_GRAIN_FREQ = torch.tensor([0.2, 0.8, 1.5, 0.7, 0.9, 2.0, 2.0, 3.0, 3.0, 4.0, 3.0, 1.5, 1.0])
+_GRAIN_LO = torch.tensor([0.25, 0.7, 0.75, 0.45, 0.7, 0.85, 0.85, 0.7, 0.7, 0.85, 0.7, 0.3, 1.0])
+_GRAIN_SPAN = torch.tensor([1.5, 0.6, 0.5, 1.1, 0.6, 0.3, 0.3, 0.6, 0.6, 0.3, 0.6, 1.4, 0.0])
 _STAIN = torch.tensor([0.4, 0.25, 0.2, 0.3, 0.3, 0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.3, 0.0])
 GROUND_COLORS = {S.ROAD: (0.085, 0.085, 0.09), S.SIDEWALK: (0.36, 0.35, 0.33), S.KERB: (0.48, 0.48, 0.46),
                  S.GRASS: (0.10, 0.17, 0.05)}
@@ -551,6 +551,7 @@ def material_look(surf: Surface, scene: S.Scene) -> Look:
 
     i = (m == S.ROAD).nonzero().squeeze(1)
     if i.numel():
+        albedo[i] = albedo[i] * _road_patches(u[i], v[i], fu[i], fv[i], seed[i]).unsqueeze(-1)
         mark = _road_paint(scene.road, surf.lateral[i], v[i], fu[i], fv[i]) * (0.75 + 0.25 * grain[i])
         paint[i] = mark
         albedo[i] = _mix(albedo[i], _rgb(0.62, 0.62, 0.6), mark)
@@ -582,6 +583,35 @@ def material_look(surf: Surface, scene: S.Scene) -> Look:
     gloss = torch.where(m == S.SIGN, torch.full_like(gloss, 0.1), gloss)
     bulb = ((m == S.BULB) & surf.hit).float()
     return Look(albedo=albedo, gloss=gloss, window=window, lit=lit, bulb=bulb, paint=paint, large=large)
+
+
+# Repair patches on the asphalt: one candidate per cell of the world-anchored grid, inset from the cell's edges.
+_PATCH_CELL = (3.0, 5.0)  # metres across (x) and along (z) the street
+_PATCH_PROBABILITY = 0.75
+
+
+def _road_patches(u: Tensor, v: Tensor, fu: Tensor, fv: Tensor, seed: Tensor) -> Tensor:
+    """Tone factor of asphalt repair patches (fresh dark tar or worn light bitumen), box-filtered.
+
+    Fine asphalt grain vanishes a few metres ahead at driving resolution (the ground is seen at a grazing angle),
+    which leaves the mid-distance road textureless: the photometric loss cannot constrain it and a self-supervised
+    network learns "holes" of infinite depth there (Monodepth2's known failure on uniform surfaces). Patches a metre
+    or two across with sharp edges keep matchable structure out to ~30 m, as real roads do. Each pixel sees only
+    its own cell's patch, so the contrast fades once the footprint nears the inset margin (no shimmer).
+    """
+    cx, cz = torch.floor(u / _PATCH_CELL[0]), torch.floor(v / _PATCH_CELL[1])
+    ix, iz = cx.long(), cz.long()
+    present = hash2(ix, iz, seed + 11) < _PATCH_PROBABILITY
+    x0 = 0.2 + 0.6 * hash2(ix, iz, seed + 12)
+    z0 = 0.3 + 0.7 * hash2(ix, iz, seed + 13)
+    width = 1.2 + (_PATCH_CELL[0] - 0.2 - x0 - 1.2) * hash2(ix, iz, seed + 14)
+    length = 1.5 + (_PATCH_CELL[1] - 0.3 - z0 - 1.5) * hash2(ix, iz, seed + 15)
+    lx, lz = u - cx * _PATCH_CELL[0], v - cz * _PATCH_CELL[1]
+    cover = band(lx, x0, x0 + width, fu) * band(lz, z0, z0 + length, fv) * present
+    pick = hash2(ix, iz, seed + 16)  # bimodal: dark fresh tar or light worn surface, never invisible
+    tone = torch.where(pick < 0.5, 0.4 + 0.5 * pick, 1.3 + 0.8 * (pick - 0.5))
+    fade = ((4.0 - torch.maximum(fu, fv)) / 2.0).clamp(0, 1)
+    return 1 + (tone - 1) * cover * fade
 
 
 def _road_paint(road: S.Road, lat: Tensor, z: Tensor, flu: Tensor, fz: Tensor) -> Tensor:

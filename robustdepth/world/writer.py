@@ -30,7 +30,7 @@ from robustdepth.world import scene as S
 from robustdepth.world.presets import CONDITIONS, SPLITS, Preset, get_preset
 from robustdepth.world.sequence import SequenceRenderer
 
-VERSION = "1.0"
+VERSION = "1.1"
 _PNG = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 
 
