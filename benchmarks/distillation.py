@@ -32,14 +32,13 @@ sys.path.insert(0, str(REPO))
 from robustdepth.bench.protocol import (  # noqa: E402
     ADVERSE,
     TEACHER,
-    BenchProtocol,
-    default_runs_root,
     evaluate_run,
     method_row,
-    quick_protocol,
     read_timing,
     row_dir,
     run_row,
+    runs_root_for,
+    table_protocol,
 )
 
 CONDITIONS = ("clear", *ADVERSE)
@@ -88,11 +87,9 @@ def main() -> int:
                         help="results path stem (default docs/results/distillation, --quick: …/distillation_quick)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    protocol = BenchProtocol.load(args.protocol)
-    if args.quick:
-        protocol = quick_protocol(protocol)
+    protocol = table_protocol(args.protocol, args.quick)
     os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
-    runs = Path(args.out) if args.out else default_runs_root(protocol)
+    runs = runs_root_for(protocol, args.out)
     stem = Path(args.results or f"docs/results/distillation{'_quick' if args.quick else ''}")
 
     done: dict[str, tuple[Path, float | None]] = {}

@@ -37,17 +37,16 @@ from robustdepth.bench.protocol import (  # noqa: E402
     ADVERSE,
     LR_SYN2REAL,
     TEACHER,
-    BenchProtocol,
     day_histogram,
-    default_runs_root,
     evaluate_run,
     felzenszwalb_mask_cache,
     method_row,
-    quick_protocol,
     row_config,
     row_inputs,
     rows_to_markdown,
     run_row,
+    runs_root_for,
+    table_protocol,
 )
 
 LR = LR_SYN2REAL
@@ -178,12 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown row(s) {unknown}; rows: {list(ROWS)}")
 
-    protocol = BenchProtocol.load(args.protocol)
-    if args.quick:
-        protocol = quick_protocol(protocol)
+    protocol = table_protocol(args.protocol, args.quick)
     out = Path(args.out).resolve()
     os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
-    runs = Path(args.runs) if args.runs else default_runs_root(protocol)
+    runs = runs_root_for(protocol, args.runs)
     done: dict[str, tuple[Path, float | None]] = {}
     day = run_row(protocol, TEACHER, runs, done)[0]  # Φ_day: the shared cached day-clear teacher
     chain = {"day": day, "syn": run_row(protocol, "md4all_dd", runs, done)[0],

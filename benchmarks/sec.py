@@ -47,15 +47,15 @@ from robustdepth.bench.protocol import (  # noqa: E402
     ROWS,
     TEACHER,
     BenchProtocol,
-    default_runs_root,
     evaluate_run,
     finished_checkpoint,
     method_row,
     queue_schedule,
-    quick_protocol,
     read_timing,
     row_dir,
     run_row,
+    runs_root_for,
+    table_protocol,
 )
 from robustdepth.config import load_config, to_dict  # noqa: E402
 from robustdepth.inference import DepthModel  # noqa: E402
@@ -172,13 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown row(s) {unknown}; rows: {list(TABLE)}")
 
-    protocol = BenchProtocol.load(args.protocol)
-    if args.quick:
-        protocol = quick_protocol(protocol)
+    protocol = table_protocol(args.protocol, args.quick)
     out = Path(args.out).resolve()
     teacher_given = repo_relative(Path(args.teacher)) if args.teacher else None
     os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
-    runs = Path(args.runs) if args.runs else default_runs_root(protocol)
+    runs = runs_root_for(protocol, args.runs)
     done: dict[str, tuple[Path, float | None]] = {TEACHER: (teacher_given, None)} if teacher_given else {}
     teacher = run_row(protocol, TEACHER, runs, done)[0]
     rows: dict[str, Any] = {}

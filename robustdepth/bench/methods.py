@@ -33,12 +33,12 @@ from robustdepth.bench.protocol import (
     ADVERSE,
     TEACHER,
     BenchProtocol,
-    default_runs_root,
     evaluate_run,
     method_row,
-    quick_protocol,
     rows_to_markdown,
     run_row,
+    runs_root_for,
+    table_protocol,
 )
 
 # table row name -> registry key (robustdepth.bench.protocol.ROWS)
@@ -142,10 +142,8 @@ def to_markdown(result: dict[str, Any], stem: str) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    protocol = BenchProtocol.load(args.protocol)
-    if args.quick:
-        protocol = quick_protocol(protocol)
-    runs = Path(args.runs) if args.runs else default_runs_root(protocol)
+    protocol = table_protocol(args.protocol, args.quick)
+    runs = runs_root_for(protocol, args.runs)
     result = run(protocol, Path(args.out), runs, quick=args.quick,
                  corruption_frames=args.corruption_frames, rows=args.rows)
     print(to_markdown(result, "methods_quick" if args.quick else "methods"))

@@ -123,6 +123,17 @@ def default_runs_root(protocol: BenchProtocol) -> Path:
     return QUICK_RUNS_ROOT if protocol.quick else RUNS_ROOT
 
 
+def table_protocol(path: str | Path, quick: bool) -> BenchProtocol:
+    """The protocol a table's command runs: ``path`` loaded, or its smoke-sized copy with ``--quick``."""
+    protocol = BenchProtocol.load(path)
+    return quick_protocol(protocol) if quick else protocol
+
+
+def runs_root_for(protocol: BenchProtocol, given: str | Path | None) -> Path:
+    """A table's runs root: the one given on the command line, else :func:`default_runs_root`."""
+    return Path(given) if given else default_runs_root(protocol)
+
+
 def ensure_world(protocol: BenchProtocol) -> Path:
     """Generate the protocol's world once (deterministic; reused when present)."""
     from robustdepth.world import generate
