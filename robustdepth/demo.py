@@ -5,7 +5,9 @@
    RoSAMDepth + SEC-Depth) from it as teacher;
 3. evaluate every model per condition on the world's test split (clear, night, rain, fog, snow);
 4. predict depth on the real frames in ``../shared/realdata`` when that folder exists;
-5. write ``<out>/report.md`` with the table, a bar plot and qualitative panels.
+5. write ``<out>/report.md`` with the table (and the constant-depth predictor every model must beat), a bar
+   plot, qualitative panels, and the committed benchmark table of every method (``docs/results/methods.json``,
+   made by ``robustdepth bench methods``; the demo's budget trains two models, not seven).
 
 Everything is resumable: finished trainings and evaluations are reused on a second run.
 """
@@ -21,12 +23,14 @@ from PIL import Image
 
 from robustdepth.config import load_config
 from robustdepth.evaluation import get_protocol, load_results, write_results
-from robustdepth.evaluation.report import adverse_mean, format_table, plot_metric_bars
+from robustdepth.evaluation.report import format_table, plot_metric_bars
 from robustdepth.evaluation.runner import evaluate_model
 from robustdepth.inference import DepthModel
 from robustdepth.visualize import colorize_depth, save_panel
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+METHODS_RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results" / "methods.json"
+CONSTANT = "constant depth"
 
 # (label, folder under realdata, glob) of the real frames the demo predicts on.
 REAL_FRAMES = (
@@ -52,10 +56,11 @@ class DemoPlan:
     world_preset: str = "small"
     world_root: Path = Path("data/world/small")
     max_eval_frames: int = 0
+    quick_run: bool = False
 
     @classmethod
     def quick(cls) -> DemoPlan:
-        return cls(baseline_steps=10, combined_steps=4, batch_size=4)
+        return cls(baseline_steps=10, combined_steps=4, batch_size=4, quick_run=True)
 
     def overrides(self, name: str, steps: int) -> list[str]:
         return [f"data.root={self.world_root}", f"data.height={self.height}", f"data.width={self.width}",
@@ -104,6 +109,39 @@ def evaluate_recipe(checkpoint: Path, plan: DemoPlan) -> dict:
     return load_results(path)
 
 
+def evaluate_constant(plan: DemoPlan, out: Path) -> dict:
+    """The trivial constant-depth predictor on the same split (cached): the floor a trained model must beat."""
+    from robustdepth.evaluation.runner import constant_median_baseline
+
+    path = out / "results_constant.json"
+    if path.is_file():
+        return load_results(path)
+    cfg = load_config("monodepth2", plan.overrides("constant", 1))
+    protocol = get_protocol("world")
+    write_results(path, constant_median_baseline(cfg, protocol, "test").summary(), protocol)
+    return load_results(path)
+
+
+def benchmark_section(path: Path = METHODS_RESULTS) -> list[str]:
+    """Every method's row from the committed methods benchmark (not re-run here), or how to make it."""
+    from robustdepth.bench.protocol import rows_to_markdown
+
+    command = "robustdepth bench methods --protocol benchmarks/protocol.yaml"
+    if not path.is_file():
+        return ["## Every method (benchmark protocol)", "",
+                f"`{path}` is not there (an installed package has no docs/): run `{command}` "
+                "(about 1 h on 2 cores).", ""]
+    result = json.loads(path.read_text())
+    p = result["protocol"]
+    note = (f"Made by `{command}` (not re-run by the demo), from `docs/results/methods.md`: teacher "
+            f"{p['teacher_steps']} steps, every student {p['student_steps']} steps from it, "
+            f"world `{p['world_preset']}` "
+            f"at {p['height']}×{p['width']}, protocol `{p['eval_protocol']}`. The demo's own two models above are "
+            "trained for a fraction of that budget, so their numbers are higher (worse).")
+    table = rows_to_markdown(result["rows"], "Every method (benchmark protocol)", note)
+    return ["#" + table, ""]  # one heading level below the report's title
+
+
 def _real_frames() -> list[tuple[str, Path]]:
     frames = []
     for label, folder, pattern in REAL_FRAMES:
@@ -148,18 +186,25 @@ def world_condition_panel(models: dict[str, DepthModel], world_root: Path, out_p
 
 
 def write_report(out: Path, results: dict[str, dict], figures: dict[str, Path | None], plan: DemoPlan) -> Path:
-    lines = ["# robustdepth demo report", "",
-             f"World preset `{plan.world_preset}` ({plan.world_root}) at {plan.height}×{plan.width}, batch "
+    from robustdepth.bench.protocol import method_row, rows_to_markdown
+
+    intro = (f"World preset `{plan.world_preset}` ({plan.world_root}) at {plan.height}×{plan.width}, batch "
              f"{plan.batch_size}. `monodepth2`: {plan.baseline_steps} steps, self-supervised on clear-day frames. "
              f"`all` (ACDepth + RoSAMDepth + SEC-Depth, recipes/all.yaml): {plan.combined_steps} steps from the "
-             "baseline's weights, distilling it, on online-degraded copies of the same clear frames.",
-             "Evaluation protocol `world`: 0.1–80 m GT, no crop, per-image median scaling (as KITTI mono).", ""]
-    for recipe, summary in results.items():
-        lines += [f"## {recipe}", "", format_table(summary, adverse=list(_adverse(summary))), ""]
-        lines += [f"Adverse mean AbsRel: {adverse_mean(summary, _adverse(summary))['abs_rel']:.4f}", ""]
+             "baseline's weights, distilling it, on online-degraded copies of the same clear frames. Evaluation "
+             "protocol `world`: 0.1–80 m GT, no crop, per-image median scaling (as KITTI mono), on the test split's "
+             f"own renders of each weather. `{CONSTANT}` is the trivial predictor (one depth everywhere, which median "
+             "scaling turns into each image's GT median): a model is only useful where its AbsRel is clearly below it.")
+    rows = {name: method_row(summary) for name, summary in results.items()}
+    lines = ["# robustdepth demo report", "", "#" + rows_to_markdown(rows, "The demo's models", intro), ""]
+    if not plan.quick_run:
+        lines += benchmark_section()
     for title, fig in figures.items():
         if fig is not None:
             lines += [f"## {title}", "", f"![{title}]({fig.relative_to(out)})", ""]
+    lines += ["## Every metric per condition", ""]
+    for recipe, summary in results.items():
+        lines += [f"### {recipe}", "", format_table(summary, adverse=list(_adverse(summary))), ""]
     report = out / "report.md"
     report.write_text("\n".join(lines))
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -170,13 +215,15 @@ def _adverse(summary: dict) -> tuple[str, ...]:
     return tuple(c for c in ("night", "rain", "fog", "snow") if c in summary)
 
 
-def run_demo(out: Path, quick: bool = False) -> Path:
-    plan = DemoPlan.quick() if quick else DemoPlan()
+def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> Path:
+    """The whole demo into ``out``; returns the report's path. ``plan`` overrides the default (or quick) one."""
+    plan = plan or (DemoPlan.quick() if quick else DemoPlan())
     out.mkdir(parents=True, exist_ok=True)
     ensure_world(plan)
     baseline = train_baseline(plan, out)
     checkpoints = {"monodepth2": baseline, "all": train_combined(plan, baseline, out)}
     results = {name: evaluate_recipe(ckpt, plan) for name, ckpt in checkpoints.items()}
+    results[CONSTANT] = evaluate_constant(plan, out)
     models = {name: DepthModel.from_checkpoint(ckpt) for name, ckpt in checkpoints.items()}
     figures: dict[str, Path | None] = {
         "AbsRel per condition": plot_metric_bars(results, "abs_rel", out / "abs_rel.png"),

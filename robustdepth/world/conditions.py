@@ -11,6 +11,7 @@ visibility 40–200 m, airlight. snow: horizontal surfaces whitened (tyre tracks
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -164,21 +165,30 @@ def _hemisphere(surf: R.Surface) -> Tensor:
     return 0.55 + 0.45 * (-surf.n[:, 1])
 
 
-def _lamp_light(surf: R.Surface, scene: S.Scene, position: Tensor, intensity: float, max_lamps: int = 8
+def _on_hits(surf: R.Surface, light: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """``light(p, n)`` evaluated on the pixels that hit a surface only, zero on the sky (which never uses it):
+    a night sky is a third of the frame, and the local lights are the costliest shading terms."""
+    out = torch.zeros_like(surf.p)
+    h = surf.hit.nonzero().squeeze(1)
+    out[h] = light(surf.p[h], surf.n[h])
+    return out
+
+
+def _lamp_light(p: Tensor, n: Tensor, scene: S.Scene, position: Tensor, intensity: float, max_lamps: int = 8
                 ) -> Tensor:
-    """Street lamps: point lights aimed downwards, inverse-square fall-off (no shadows).
+    """Street lamps: point lights aimed downwards, inverse-square fall-off (no shadows), at points ``p`` with
+    normals ``n`` (N×3).
 
     All lamps at once as N×L matrices: n·(q − p) = n·q − n·p and |q − p|² = |q|² − 2 p·q + |p|².
     """
     lamps = scene.lamps
     if lamps.numel() == 0:
-        return torch.zeros_like(surf.p)
+        return torch.zeros_like(p)
     lamps = lamps[(lamps - position).norm(dim=-1) < 80]
     if lamps.shape[0] > max_lamps:  # the nearest light nearly everything the camera sees (1/d² fall-off)
         lamps = lamps[(lamps - position).norm(dim=-1).argsort()[:max_lamps]]
     if lamps.shape[0] == 0:
-        return torch.zeros_like(surf.p)
-    p, n = surf.p, surf.n
+        return torch.zeros_like(p)
     d2 = ((lamps * lamps).sum(-1).unsqueeze(0) - 2 * (p @ lamps.T) + R.dot(p, p).unsqueeze(-1)).clamp_min(1e-6)
     inv = torch.rsqrt(d2)
     cos = ((n @ lamps.T - R.dot(n, p).unsqueeze(-1)) * inv).clamp_min(0)
@@ -188,17 +198,18 @@ def _lamp_light(surf: R.Surface, scene: S.Scene, position: Tensor, intensity: fl
     return intensity * out.unsqueeze(-1) * LAMP_COLOR
 
 
-def _headlights(surf: R.Surface, ctx: FrameContext, intensity: float) -> Tensor:
-    """Two ego headlight spots ~1 m below and 1.2 m ahead of the camera, slightly dipped."""
+def _headlights(p: Tensor, n: Tensor, ctx: FrameContext, intensity: float) -> Tensor:
+    """Two ego headlight spots ~1 m below and 1.2 m ahead of the camera, slightly dipped, at points ``p``
+    with normals ``n`` (N×3)."""
     rot, pos = ctx.rotation, ctx.position
     axis = _unit(rot @ torch.tensor([0.0, 0.06, 1.0]))
-    out = torch.zeros(surf.p.shape[0])
+    out = torch.zeros(p.shape[0])
     for side in (-0.75, 0.75):
         q = pos + rot @ torch.tensor([side, 0.95, 1.2])
-        vec = q - surf.p
+        vec = q - p
         d2 = R.dot(vec, vec)
         inv = torch.rsqrt(d2.clamp_min(1e-6))
-        cos = (R.dot(surf.n, vec) * inv).clamp_min(0)
+        cos = (R.dot(n, vec) * inv).clamp_min(0)
         spot = (((-vec * inv.unsqueeze(-1)) @ axis - 0.91) / 0.07).clamp(0, 1)
         out = out + cos * spot / (d2 + 0.5)
     return intensity * out.unsqueeze(-1) * torch.tensor([1.0, 0.97, 0.9])
@@ -237,14 +248,15 @@ def shade(condition: str, surf: R.Surface, look: R.Look, scene: S.Scene, ctx: Fr
     elif condition == "night":
         p = condition_parameters("night", severity)
         light = p["ambient"] * _hemisphere(surf).unsqueeze(-1) * torch.tensor([0.6, 0.7, 1.0])
-        light = light + _lamp_light(surf, scene, ctx.position, 28.0, max_lamps=6) + _headlights(surf, ctx, 70.0)
+        light = light + _on_hits(surf, lambda p, n: _lamp_light(p, n, scene, ctx.position, 28.0, max_lamps=6))
+        light = light + _on_hits(surf, lambda p, n: _headlights(p, n, ctx, 70.0))
         col = albedo * light + look.lit.unsqueeze(-1) * WINDOW_COLOR * 0.3
         col = col + look.bulb.unsqueeze(-1) * LAMP_COLOR * 12.0
         col = col + look.gloss.unsqueeze(-1) * 0.02 * light
     elif condition == "rain":
         light = torch.tensor([0.24, 0.25, 0.28]) * _hemisphere(surf).unsqueeze(-1)
         if lamp_light:  # lamps are on in the gloom, but daylight dominates: only nearby ones matter
-            light = light + _lamp_light(surf, scene, ctx.position, 10.0, max_lamps=3)
+            light = light + _on_hits(surf, lambda p, n: _lamp_light(p, n, scene, ctx.position, 10.0, max_lamps=3))
         ground = (surf.material <= S.GRASS) & surf.hit
         wet_albedo = torch.where(ground.unsqueeze(-1), albedo * 0.45, albedo * 0.8)
         col = wet_albedo * light + look.bulb.unsqueeze(-1) * LAMP_COLOR * 6.0

@@ -1,0 +1,56 @@
+"""``robustdepth demo`` end to end on the tiny world with a few steps (the real job is ``make demo``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from robustdepth.demo import CONSTANT, DemoPlan, benchmark_section, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoPlan]:
+    base = tmp_path_factory.mktemp("demo")
+    plan = DemoPlan(baseline_steps=2, combined_steps=1, batch_size=2, world_preset="tiny",
+                    world_root=base / "world", quick_run=True)
+    run_demo(base / "out", plan=plan)
+    return base / "out", plan
+
+
+def test_demo_writes_report_with_every_model_and_the_constant_floor(demo_run):
+    out, _ = demo_run
+    report = (out / "report.md").read_text()
+    for name in ("monodepth2", "all", CONSTANT):
+        assert f"| {name} |" in report and f"### {name}" in report  # summary row and detail table
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"monodepth2", "all", CONSTANT}
+    for summary in results.values():
+        assert {"clear", "night", "rain", "fog", "snow"} <= set(summary)
+    for png in ("abs_rel.png", "world_conditions.png"):
+        assert (out / png).stat().st_size > 1000 and f"]({png})" in report
+    assert "Every method (benchmark protocol)" not in report  # a quick run does not quote the benchmark
+
+
+def test_demo_second_run_reuses_everything(demo_run):
+    out, plan = demo_run
+    checkpoints = sorted((out / "monodepth2").rglob("last.pt")) + sorted((out / "all").rglob("last.pt"))
+    before = {p: p.stat().st_mtime_ns for p in checkpoints}
+    assert len(before) == 2
+    run_demo(out, plan=plan)
+    assert {p: p.stat().st_mtime_ns for p in checkpoints} == before
+
+
+def test_benchmark_section_quotes_every_row_with_its_command(tmp_path):
+    cells = {"abs_rel": 0.2, "sq_rel": 1.0, "rmse": 5.0, "a1": 0.7}
+    row = {c: cells for c in ("clear", "night", "rain", "fog", "snow", "adverse_mean")}
+    protocol = {"teacher_steps": "2400", "student_steps": "300", "world_preset": "small", "height": "64",
+                "width": "192", "eval_protocol": "world"}
+    path = tmp_path / "methods.json"
+    path.write_text(json.dumps({"protocol": protocol, "rows": {"Monodepth2": row, "all": row}}))
+    text = "\n".join(benchmark_section(path))
+    assert "robustdepth bench methods --protocol benchmarks/protocol.yaml" in text
+    assert "| Monodepth2 |" in text and "| all |" in text and "teacher 2400 steps" in text
+    missing = "\n".join(benchmark_section(tmp_path / "absent.json"))
+    assert "is not there" in missing
