@@ -276,21 +276,30 @@ def run_memory(args: argparse.Namespace, device: torch.device) -> dict[str, Any]
 
 
 def run_accuracy(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    """Train fp32 eager and the fast path on the world in lock-step (same data order and seed), then
-    evaluate both (fp32 inference) and the fp32 model with bf16 inference on the world test split."""
+    """Train fp32 eager, the fast path and an fp32 control with another seed on the world in lock-step (the
+    first two share seed and data order), then evaluate all three (fp32 inference) and the fp32 model with bf16
+    inference on the world test split. ``--accuracy-init`` starts all three from one checkpoint (e.g. the
+    benchmark's 2400-step teacher): a converged start makes the comparison far less noisy than from scratch."""
     from robustdepth.evaluation import get_protocol
     from robustdepth.evaluation.runner import evaluate_model
 
     if not args.world or not Path(args.world).is_dir():
         raise SystemExit(f"--world {args.world!r}: give a generated world root (robustdepth.world.generate)")
+    if args.accuracy_init and not Path(args.accuracy_init).is_file():
+        raise SystemExit(f"--accuracy-init {args.accuracy_init!r}: no such checkpoint")
     h, w = args.accuracy_size
     common = {"data.dataset": "world", "data.root": str(args.world), "data.height": h, "data.width": w,
-              "optim.batch_size": 4, "optim.max_steps": args.accuracy_steps, "optim.lr": 2e-4,
-              "data.num_workers": 0, "train.progress": False, "train.log_every": 10**6,
-              "train.image_every": 10**6, "train.ckpt_every": 10**6}
-    configs = {"eager_fp32": {}, "fast": dict(FAST_TRAIN)}
+              "optim.batch_size": args.accuracy_batch, "optim.max_steps": args.accuracy_steps,
+              "optim.lr": args.accuracy_lr, "data.num_workers": 0, "train.progress": False,
+              "train.log_every": 10**6, "train.image_every": 10**6, "train.ckpt_every": 10**6}
+    if args.accuracy_init:
+        common["model.init_checkpoint"] = str(args.accuracy_init)
+    control_seed = 43
+    configs = {"eager_fp32": {}, "fast": dict(FAST_TRAIN), "control": {"train.seed": control_seed}}
     out: dict[str, Any] = {"steps": args.accuracy_steps, "size": f"{h}x{w}", "world": str(args.world),
-                           "fast_config": configs["fast"], "loss": {}, "step_s": {}, "world_table": {}}
+                           "init": str(args.accuracy_init or "random"), "batch_size": args.accuracy_batch,
+                           "lr": args.accuracy_lr, "fast_config": configs["fast"], "loss": {}, "step_s": {},
+                           "world_table": {}}
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {name: Trainer(load_config("monodepth2", [f"{k}={v}" for k, v in {**common, **extra}.items()]),
                                   run_dir=Path(tmp) / name) for name, extra in configs.items()}
@@ -308,13 +317,17 @@ def run_accuracy(args: argparse.Namespace, device: torch.device) -> dict[str, An
         protocol = get_protocol("world")
         for name, trainer in trainers.items():
             ckpt = trainer.save("final.pt")
-            out["loss"][name] = losses[name]
-            out["step_s"][name] = statistics.median(times[name])
             for precision in ("fp32", "bf16") if name == "eager_fp32" else ("fp32",):
                 model = DepthModel.from_checkpoint(ckpt, device=str(device), precision=precision)
                 summary = evaluate_model(model, trainer.cfg, protocol, split="test", progress=False).summary()
-                out["world_table"][f"train {name} / infer {precision}"] = summary
                 print(f"world {name} infer {precision}: abs_rel {summary['all']['abs_rel']:.4f}", flush=True)
+                if name == "control":
+                    out["seed_control"] = {"seed": control_seed, "summary": summary, "loss": losses[name]}
+                else:
+                    out["world_table"][f"train {name} / infer {precision}"] = summary
+            if name != "control":
+                out["loss"][name] = losses[name]
+                out["step_s"][name] = statistics.median(times[name])
     return out
 
 
@@ -329,18 +342,20 @@ def to_markdown(res: dict[str, Any]) -> str:
     lines = ["# Speed: fp32 eager vs the fast path", "",
              f"Machine: {res.get('machine')}; torch {res.get('torch')}; device {res.get('device')}. "
              f"Commands: {', '.join(f'`{c}`' for c in res.get('commands', []))}.", "",
-             f"Host load average when the last sections ran: {res.get('load_average')} (2 vCPUs; the host is "
-             "shared, so every speed-up is the median of per-round ratios of runs alternated in one process). "
-             "The accuracy and memory sections were measured earlier under heavy contention (load average "
-             "12–16, 1 thread). No GPU was lent to this task: the CUDA paths (autocast device type, pinned "
+             "Host load average (1/5/15 min) and threads when each section ran: "
+             + "; ".join(f"{name} {' / '.join(f'{x:.1f}' for x in v['load_average'])} ({v['threads']} thread(s))"
+                         for name, v in res.get("section_conditions", {}).items())
+             + ". Every speed-up is the median of per-round ratios of runs alternated in one process, so both "
+             "sides see the same host. No GPU was lent to this task: the CUDA paths (autocast device type, pinned "
              "memory + non-blocking copies, nccl) are written but the GPU numbers could not be taken.", "",
              "## What is on by default, and how to get the fast path", "",
-             "- **Inference** (`robustdepth.load(ckpt)`, `predict`, `eval`): channels_last fp32 (same numerics), "
+             "- **Inference**: `robustdepth.load(ckpt)` and `predict` default to the fastest safe path, "
+             "`precision=\"auto\"` (bf16 autocast where the device has native bf16, else fp32) + channels_last, "
              "folders/videos batched 8 frames per call, compile once a job is long enough to amortise it "
-             "(≥ 5000 frames on CPU, ≥ 500 on CUDA). bf16 is one switch: `precision=\"bf16\"` / `\"auto\"` "
-             "(`predict --precision bf16`); it is not the default because it moves depth by up to ~1 % per pixel "
-             "and checkpoints' evaluation tables are fp32. ONNX: `robustdepth export CKPT --onnx OUT`, "
-             "`predict --backend onnxruntime`.",
+             "(≥ 5000 frames on CPU, ≥ 500 on CUDA). bf16 moves depth by up to ~1 % per pixel and AbsRel by "
+             "< 0.001; `robustdepth eval`, the benchmarks and `DepthModel.from_checkpoint` stay fp32 so evaluation "
+             "tables are exact (`--precision fp32` / `precision=\"fp32\"` anywhere). ONNX: `robustdepth export "
+             "CKPT --onnx OUT`, `predict --backend onnxruntime`.",
              "- **Training**: the input pipeline is always on (resized-frame cache `data.cache_frames_mb`, "
              "persistent workers with prefetch, pinned memory + non-blocking copies on CUDA). The fast numerics are "
              "opt-in, `train.precision=bf16 train.channels_last=true` (+ `train.compile=true "
@@ -412,7 +427,9 @@ def to_markdown(res: dict[str, Any]) -> str:
     acc = res.get("accuracy")
     if acc:
         lines += [f"## Same accuracy: {acc['steps']} steps on the world ({acc['world']}) at {acc['size']}", "",
-                  f"Both runs share seed and data order; fast = {acc['fast_config']}. Loss curves: "
+                  f"Start: {acc.get('init', 'random')}; batch {acc.get('batch_size', 4)}, lr {acc.get('lr', 2e-4)}. "
+                  f"eager_fp32 and fast share seed and data order; fast = {acc['fast_config']}; the control row is "
+                  "eager fp32 with another seed (the run-to-run noise the fast path must stay within). Loss curves: "
                   "`speed_loss_curves.png`.", ""]
         n = max(1, len(next(iter(acc["loss"].values()))) // 5)
         for name, curve in acc["loss"].items():
@@ -431,7 +448,7 @@ def to_markdown(res: dict[str, Any]) -> str:
             cells = [f"{summary[c]['abs_rel']:.4f}" for c in conds] + [f"{summary['all'][m]:.4f}" for m in metrics[1:]]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
-        if acc["steps"] < 2000:
+        if acc["steps"] < 2000 and acc.get("init", "random") == "random":
             lines += [f"Read with care: after {acc['steps']} steps the networks are early in training, where the "
                       "world metrics of two runs differ a lot even in fp32 (the control row is the same fp32 recipe "
                       "with another seed). What this run does show: the training losses of the two paths agree, and "
@@ -478,6 +495,9 @@ def main() -> None:
     parser.add_argument("--world", help="world root for the accuracy section")
     parser.add_argument("--accuracy-steps", type=int, default=300)
     parser.add_argument("--accuracy-size", type=int, nargs=2, default=(64, 192), metavar=("H", "W"))
+    parser.add_argument("--accuracy-batch", type=int, default=8)
+    parser.add_argument("--accuracy-lr", type=float, default=1e-4)
+    parser.add_argument("--accuracy-init", help="checkpoint all accuracy runs start from (default: random init)")
     parser.add_argument("--resolutions", default="64x192,96x320,192x640", help="HxW list for inference/training")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch/ORT intra-op threads (0 = torch's default). On an oversubscribed host 1 thread "
@@ -513,6 +533,8 @@ def main() -> None:
         new = sections[name](args, device)
         # per-resolution sections merge key by key, so one resolution can be re-measured on its own
         res[name] = {**res.get(name, {}), **new} if name in ("inference", "training", "memory") else new
+        res.setdefault("section_conditions", {})[name] = {"load_average": list(os.getloadavg()),
+                                                          "threads": torch.get_num_threads()}
         json_path.write_text(json.dumps(res, indent=1))  # after each section: a crash keeps earlier parts
     (args.out / "speed.md").write_text(to_markdown(res))
     plot_losses(res, args.out / "speed_loss_curves.png")

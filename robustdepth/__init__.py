@@ -17,11 +17,14 @@ if TYPE_CHECKING:
     from robustdepth.inference import DepthModel
 
 
-def load(checkpoint: Any, device: str = "auto", **kwargs: Any) -> DepthModel:
-    """Load a trained depth model from a checkpoint (file or run directory) for inference."""
+def load(checkpoint: Any, device: str = "auto", precision: str = "auto", **kwargs: Any) -> DepthModel:
+    """Load a trained depth model from a checkpoint (file or run directory) for inference, on the fastest safe
+    path: channels_last, and bf16 autocast where the device has native bf16 (``precision="auto"``; depth within
+    ~1 % of fp32, AbsRel within 0.001, docs/results/speed.md). ``precision="fp32"`` reproduces a checkpoint's
+    evaluation exactly (``robustdepth eval`` and the benchmarks use it)."""
     from robustdepth.inference import DepthModel
 
-    return DepthModel.from_checkpoint(checkpoint, device=device, **kwargs)
+    return DepthModel.from_checkpoint(checkpoint, device=device, precision=precision, **kwargs)
 
 
 __all__ = ["__version__", "load"]

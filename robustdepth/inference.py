@@ -88,8 +88,9 @@ class DepthModel:
     Speed: the network runs in channels_last memory format (oneDNN/cuDNN's fast layout; same fp32
     numerics) and, with ``precision="bf16"`` (or ``"auto"`` on a bf16-capable CPU/GPU), under bf16
     autocast — ~2-3× faster on AMX CPUs, depth within ~1 % (see docs/results/speed.md). ``compile()``
-    adds ``torch.compile`` for long jobs. The default stays fp32 so results match the checkpoint's
-    evaluation exactly.
+    adds ``torch.compile`` for long jobs. ``robustdepth.load`` and ``predict`` default to ``"auto"`` (the
+    fastest safe path); this class and ``robustdepth eval`` default to fp32, so evaluation tables match the
+    checkpoint's exactly.
     """
 
     net: DepthNet

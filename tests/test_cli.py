@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import robustdepth
@@ -80,3 +81,15 @@ def test_predict_errors_name_the_input(trained: Path, tmp_path: Path, capsys) ->
     assert "input not found" in capsys.readouterr().err
     with pytest.raises(ValueError, match="H×W×3"):
         robustdepth.load(trained, device="cpu").infer(np.zeros((4, 4)))
+
+
+def test_one_call_api_defaults_to_the_fast_path_and_eval_to_fp32(trained: Path, corridor: Path) -> None:
+    from robustdepth.inference import DepthModel, resolve_precision
+
+    fast = robustdepth.load(trained, device="cpu")
+    exact = DepthModel.from_checkpoint(trained, device="cpu")
+    assert fast.precision == resolve_precision("auto", torch.device("cpu")) and fast.channels_last
+    assert exact.precision == "fp32"
+    rgb = np.asarray(Image.open(corridor / "000003.png"))
+    ref = exact.infer(rgb)
+    assert np.abs(fast.infer(rgb) / ref - 1).max() < 0.03  # bf16 rounding of the sigmoid: ~1 % of depth
