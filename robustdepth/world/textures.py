@@ -52,20 +52,38 @@ def _smooth_lattice(x: Tensor) -> Tensor:
     return base + f * f * (3 - 2 * f)
 
 
-def value_noise_octaves(u: Tensor, v: Tensor, seed: int | Tensor, f: Tensor) -> Tensor:
+def value_noise_octaves(u: Tensor, v: Tensor, seed: int | Tensor, f: Tensor, where: Tensor | None = None) -> Tensor:
     """Value noise in [0, 1] at several frequencies at once (one ``grid_sample`` over the octave tiles).
 
-    u, v: N; f: k×N (or k×1) frequencies; returns k×N. Octave k uses its own random tile.
+    u, v: N; f: k×N (or k×1) frequencies; returns k×N. Octave k uses its own random tile. ``where`` (k×N
+    bool) limits the work to those entries (the others are 0.5, the noise's mean): each entry's value is
+    the same either way, only fewer are computed.
     """
     k = f.shape[0]
     if k > _MAX_OCTAVES:
         raise ValueError(f"at most {_MAX_OCTAVES} octaves, got {k}")
     ou = _seed_offset(seed, 0.6180339887)
     ov = _seed_offset(seed, 0.7548776662)
-    uv = torch.stack([u.unsqueeze(0) * f + ou, v.unsqueeze(0) * f + ov], -1)
-    grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0  # k×N×2, align_corners=True on 257 samples
-    out = torch.nn.functional.grid_sample(_TABLE[:k], grid.unsqueeze(1), mode="bilinear", align_corners=True)
-    return out[:, 0, 0]
+    if where is None:
+        uv = torch.stack([u.unsqueeze(0) * f + ou, v.unsqueeze(0) * f + ov], -1)
+        grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0  # k×N×2, align_corners=True on 257 samples
+        out = torch.nn.functional.grid_sample(_TABLE[:k], grid.unsqueeze(1), mode="bilinear", align_corners=True)
+        return out[:, 0, 0]
+    f = f.expand(k, u.shape[0])
+    ou_n = torch.as_tensor(ou).expand(u.shape[0])
+    ov_n = torch.as_tensor(ov).expand(u.shape[0])
+    out = torch.full((k, u.shape[0]), 0.5)
+    for octave in range(k):
+        i = where[octave].nonzero().squeeze(1)
+        if i.numel() == 0:
+            continue
+        fk = f[octave, i]
+        uv = torch.stack([u[i] * fk + ou_n[i], v[i] * fk + ov_n[i]], -1)
+        grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0
+        sample = torch.nn.functional.grid_sample(_TABLE[octave:octave + 1], grid.view(1, 1, -1, 2), mode="bilinear",
+                                                 align_corners=True)
+        out[octave, i] = sample.view(-1)
+    return out
 
 
 def fbm(u: Tensor, v: Tensor, footprint: Tensor, seed: int | Tensor, base_frequency: float | Tensor = 1.0,
@@ -74,14 +92,15 @@ def fbm(u: Tensor, v: Tensor, footprint: Tensor, seed: int | Tensor, base_freque
 
     An octave of frequency f (cycles per metre) is kept fully while f·footprint < 0.15 and removed by
     f·footprint = 0.35 (value noise carries energy somewhat above its lattice frequency, hence the margin).
-    Removing an octave leaves its mean (0.5), so brightness does not change with distance.
+    Removing an octave leaves its mean (0.5), so brightness does not change with distance. Faded-out
+    octaves are not sampled at all (on a driving frame most fine octaves are, beyond a few metres).
     """
     amps = torch.tensor([gain**k for k in range(octaves)], dtype=u.dtype).unsqueeze(1)
     f = torch.as_tensor(base_frequency, dtype=u.dtype) * torch.tensor([2.0**k for k in range(octaves)]).reshape(
         -1, *([1] * u.ndim))
     f = f.expand(octaves, *u.shape)
     weight = ((0.35 - f * footprint.unsqueeze(0)) / 0.2).clamp(0, 1)
-    noise = value_noise_octaves(u, v, seed, f)
+    noise = value_noise_octaves(u, v, seed, f, where=weight > 0)
     return 0.5 + (amps * weight * (noise - 0.5)).sum(0) / float(amps.sum())
 
 
