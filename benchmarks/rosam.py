@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO))
 
 from robustdepth.bench.protocol import (  # noqa: E402
     ADVERSE,
-    LR_SYN2REAL,
     TEACHER,
     day_histogram,
     evaluate_run,
@@ -49,7 +48,6 @@ from robustdepth.bench.protocol import (  # noqa: E402
     table_protocol,
 )
 
-LR = LR_SYN2REAL
 # Registry keys of the table's rows ("masks" rows read the felzenszwalb cache, rosam_world_masks the world's ids)
 ROWS = ("syn2real_ra", "rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",
         "rosam_world_masks")
@@ -151,7 +149,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     note = (f"{'Quick smoke run (tiny world, a few steps): numbers are NOT meaningful.' if result['quick'] else ''} "
             f"Command: `{result['command']}`. Protocol: {result['protocol']} ({result['protocol_summary']}). "
             "Every row: the same Φ_syn init (the md4all_dd row), "
-            f"seed {result['seed']}, {result['student_steps']} steps, batch {result['batch_size']}, lr {LR}. "
+            f"seed {result['seed']}, {result['student_steps']} steps, batch {result['batch_size']}, "
+            f"lr {result['lr']:g}. "
             "rosam = full model with weight-free felzenszwalb masks; rosam_world_masks = ORACLE masks.")
     lines = [rows_to_markdown(result["rows"], "RoSAMDepth on the world", note), "## Ablation ordering", "",
              "Gain = Syn2Real-RA adverse AbsRel − row adverse AbsRel (positive = better).", "",
@@ -202,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
               "protocol": str(protocol_path.relative_to(REPO)) if protocol_path.is_relative_to(REPO)
               else args.protocol, "protocol_summary": protocol.summary(), "runs_root": str(runs),
               "seed": protocol.seed, "student_steps": protocol.student_steps,
-              "batch_size": protocol.student_batch_size, "lr": LR, "world": protocol.world_preset,
+              "batch_size": protocol.student_batch_size, "lr": protocol.student_lr, "world": protocol.world_preset,
               "chain": {k: str(v) for k, v in chain.items()}, "rows": rows,
               "adverse_conditions": list(ADVERSE), "load_average": os.getloadavg()[0]}
     if "syn2real_ra" in rows:

@@ -56,6 +56,7 @@ class BenchProtocol:
     teacher_lr: float
     student_steps: int
     student_batch_size: int
+    student_lr: float
     eval_split: str
     eval_protocol: str
     max_frames: int
@@ -89,7 +90,8 @@ class BenchProtocol:
             width=get("resolution.width", int), seed=get("seed", int), teacher_recipe=get("teacher.recipe", str),
             teacher_steps=get("teacher.steps", int), teacher_batch_size=get("teacher.batch_size", int),
             teacher_lr=get("teacher.lr", float), student_steps=get("student.steps", int),
-            student_batch_size=get("student.batch_size", int), eval_split=get("eval.split", str),
+            student_batch_size=get("student.batch_size", int), student_lr=get("student.lr", float),
+            eval_split=get("eval.split", str),
             eval_protocol=get("eval.protocol", str), max_frames=get("eval.max_frames", int, default=0))
 
     def scaled(self, factor: float, world_preset: str | None = None) -> BenchProtocol:
@@ -108,8 +110,8 @@ class BenchProtocol:
         """One line for the tables' notes."""
         return (f"world {self.world_preset} (seed {self.world_seed}), {self.height}×{self.width}, teacher "
                 f"{self.teacher_steps} steps (batch {self.teacher_batch_size}), students {self.student_steps} steps "
-                f"(batch {self.student_batch_size}), seed {self.seed}, {self.eval_split} split, {self.eval_protocol} "
-                "protocol (median scaling)")
+                f"(batch {self.student_batch_size}, lr {self.student_lr:g}), seed {self.seed}, {self.eval_split} "
+                f"split, {self.eval_protocol} protocol (median scaling)")
 
 
 def quick_protocol(protocol: BenchProtocol) -> BenchProtocol:
@@ -168,7 +170,6 @@ class RowSpec:
         return self.init or self.teacher or TEACHER
 
 
-LR_SYN2REAL = 1.0e-4  # RoSAMDepth rows use Syn2Real's lr, so that they differ from syn2real_ra only in the method
 _NO_SECL = ("losses.sec.weight=0", "providers.latency_queue.enabled=false")
 
 #: Every student row of every table, by canonical key (``TEACHER`` is the protocol's teacher, built from it).
@@ -181,7 +182,7 @@ ROWS: dict[str, RowSpec] = {
     "acdepth_lc": RowSpec("acdepth_lc"),
     "acdepth": RowSpec("acdepth"),
     # benchmarks/rosam.py: RA students of Φ_syn (init from it), W_cst and P^day from Φ_day
-    **{name: RowSpec(name, teacher="md4all_dd", day=TEACHER, extra=(f"optim.lr={LR_SYN2REAL}",))
+    **{name: RowSpec(name, teacher="md4all_dd", day=TEACHER)
        for name in ("rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",
                     "rosam_world_masks")},
     # benchmarks/sec.py: self-supervised continuations of the teacher, and the +sec overlays
@@ -255,7 +256,8 @@ def day_histogram(day: Path, runs_root: Path = RUNS_ROOT) -> Path:
 def row_config(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path | None = None,
                init: Path | None = None, day: Path | None = None, extra: tuple[str, ...] | list[str] = (),
                runs_root: Path = RUNS_ROOT, steps: int | None = None, batch_size: int | None = None) -> DictConfig:
-    """The exact config :func:`train_row` trains: protocol + budget + recipe + ``extra``, its chain resolved.
+    """The exact config :func:`train_row` trains: protocol + budget (steps, batch, student lr) + recipe +
+    ``extra``, its chain resolved.
 
     The latency queue's warm-up and T_u are scaled to the budget (:func:`queue_schedule`) whenever the
     row's config enables the queue; Syn2Real's KL prior is Φ_day's shared histogram; felzenszwalb mask
@@ -263,8 +265,10 @@ def row_config(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path 
     """
     ensure_world(protocol)
     steps = steps or protocol.student_steps
+    # every row fine-tunes at the protocol's student lr; the teacher (and any row) overrides it in ``extra``
     base = [*protocol.common_overrides(), f"optim.batch_size={batch_size or protocol.student_batch_size}",
-            f"optim.max_steps={steps}", *_mechanics(protocol, steps), f"train.name={key}"]
+            f"optim.lr={protocol.student_lr}", f"optim.max_steps={steps}", *_mechanics(protocol, steps),
+            f"train.name={key}"]
     if init is not None:
         base.append(f"model.init_checkpoint={init}")
     cfg = load_config(recipe, [*base, *extra])
