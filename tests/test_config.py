@@ -80,3 +80,13 @@ def test_stored_configs_with_retired_keys_load_for_inference_only() -> None:
     with pytest.warns(UserWarning, match=r"model\.old_knob, losses\.retired_term"):
         cfg = config_from_dict(stored, strict=False)
     assert cfg.losses.photometric.weight == 1.0 and "old_knob" not in cfg.model
+
+
+def test_every_shipped_recipe_loads_and_overlays_compose() -> None:
+    recipes = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+    assert {"monodepth2", "md4all_dd", "acdepth", "rosam", "sec", "all", "fast"} <= set(recipes)
+    for name in recipes:
+        load_config(name)
+    fast = load_config("acdepth+sec+fast")
+    assert (fast.train.precision, fast.train.channels_last) == ("bf16", True)
+    assert fast.losses.sec.weight > 0 and fast.losses.ogd_rank.weight == load_config("acdepth").losses.ogd_rank.weight
