@@ -11,8 +11,10 @@ on the world's test split; writes docs/results/distillation.{json,md}.
     .venv/bin/python benchmarks/distillation.py --quick    # smoke version: tiny world, a few steps, runs/bench_quick
                                                             # → docs/results/distillation_quick.{json,md}
 
-Rows (registry keys): ``teacher`` (MD2 itself), ``md4all_dd``, ``syn2real_ra`` (Φ_syn = the md4all_dd row,
-Φ_day = the teacher), ACDepth's ablations ``acdepth_ld`` / ``acdepth_ogd`` / ``acdepth_lc`` and full ``acdepth``.
+Rows (registry keys): ``teacher`` (MD2 itself), ``md4all_dd`` (and ``md4all_dd_seed43``, the same run
+with another seed: the run-to-run noise every difference in the table must exceed), ``syn2real_ra``
+(Φ_syn = the md4all_dd row, Φ_day = the teacher), ACDepth's ablations ``acdepth_ld`` / ``acdepth_ogd`` /
+``acdepth_lc`` and full ``acdepth``.
 Seconds per training step are measured per run when it trains (wall and main-process CPU time; the
 machine's load average is recorded with them) and reused with the run.
 """
@@ -45,8 +47,10 @@ CONDITIONS = ("clear", *ADVERSE)
 METRICS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "a1": "δ1"}
 LOWER_IS_BETTER = {"abs_rel": True, "sq_rel": True, "rmse": True, "a1": False}
 # Registry keys, in table order (Syn2Real's Φ_syn is the md4all_dd row: the registry trains it first).
-KEYS = (TEACHER, "md4all_dd", "syn2real_ra", "acdepth_ld", "acdepth_ogd", "acdepth_lc", "acdepth")
-LABELS = {"teacher": "MD2 (teacher)", "md4all_dd": "md4all-DD", "syn2real_ra": "Syn2Real-RA",
+KEYS = (TEACHER, "md4all_dd", "md4all_dd_seed43", "syn2real_ra", "acdepth_ld", "acdepth_ogd", "acdepth_lc",
+        "acdepth")
+LABELS = {"teacher": "MD2 (teacher)", "md4all_dd": "md4all-DD", "md4all_dd_seed43": "md4all-DD, seed 43 (noise)",
+          "syn2real_ra": "Syn2Real-RA",
           "acdepth_ld": "ACDepth: L_d", "acdepth_ogd": "ACDepth: L_d + OGD", "acdepth_lc": "ACDepth: L_d + L_c",
           "acdepth": "ACDepth (full)"}
 

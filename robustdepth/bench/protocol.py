@@ -181,6 +181,8 @@ ROWS: dict[str, RowSpec] = {
     "acdepth_ogd": RowSpec("acdepth_ogd"),
     "acdepth_lc": RowSpec("acdepth_lc"),
     "acdepth": RowSpec("acdepth"),
+    # the run-to-run noise floor of the tables: md4all-DD again with another seed (data order, jitter, degradations)
+    "md4all_dd_seed43": RowSpec("md4all_dd", extra=("train.seed=43",)),
     # benchmarks/rosam.py: RA students of Φ_syn (init from it), W_cst and P^day from Φ_day
     **{name: RowSpec(name, teacher="md4all_dd", day=TEACHER)
        for name in ("rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",

@@ -129,7 +129,8 @@ def plot_metric_bars(
     methods = list(results_by_method)
     x = np.arange(len(conditions), dtype=np.float64)
     width = 0.8 / len(methods)
-    fig = Figure(figsize=(max(4.0, 1.2 * len(conditions) * max(1, len(methods)) / 2 + 2), 3.5))
+    # wide enough for the bars, capped so a long method list stays readable; legend beside the axes
+    fig = Figure(figsize=(min(11.0, max(4.0, 0.3 * len(conditions) * len(methods) + 2.5)), 3.8))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     for i, method in enumerate(methods):
@@ -140,7 +141,8 @@ def plot_metric_bars(
     ax.set_xticklabels(conditions)
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} per condition")
-    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
