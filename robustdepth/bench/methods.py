@@ -137,8 +137,35 @@ def to_markdown(result: dict[str, Any], stem: str) -> str:
     for name, row in result["rows"].items():
         c = row["corruptions"]
         lines.append(f"| {name} | {100 * c['mCE']:.1f} % | {100 * c['mRR']:.1f} % |")
+    lines += ["", *reading(result["rows"])]
     lines += ["", f"![AbsRel per condition]({stem}_abs_rel.png)", "", f"![One test frame]({stem}_grid.png)", ""]
     return "\n".join(lines)
+
+
+def reading(rows: dict[str, dict[str, Any]], baseline: str = "Monodepth2") -> list[str]:
+    """The table in words, computed from it: each row's change against the baseline, the best row per column."""
+    if baseline not in rows or "adverse_mean" not in rows[baseline]:
+        return []
+    base = rows[baseline]
+    lines = ["## Reading the table", "",
+             f"Relative change against {baseline} (negative AbsRel = better):", "",
+             "| method | adverse AbsRel | clear AbsRel | adverse RMSE | adverse δ1 |", "|---|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        if name == baseline or "adverse_mean" not in r:
+            continue
+        def change(part: str, metric: str, r: dict[str, Any] = r) -> str:
+            return f"{100 * (r[part][metric] / base[part][metric] - 1):+.1f} %"
+        lines.append(f"| {name} | {change('adverse_mean', 'abs_rel')} | {change('clear', 'abs_rel')} | "
+                     f"{change('adverse_mean', 'rmse')} | {change('adverse_mean', 'a1')} |")
+    columns = {"adverse AbsRel": ("adverse_mean", "abs_rel", min), "adverse SqRel": ("adverse_mean", "sq_rel", min),
+               "adverse RMSE": ("adverse_mean", "rmse", min), "adverse δ1": ("adverse_mean", "a1", max),
+               "clear AbsRel": ("clear", "abs_rel", min)}
+    best = []
+    for label, (part, metric, pick) in columns.items():
+        scored = {n: r[part][metric] for n, r in rows.items() if part in r}
+        winner = pick(scored, key=scored.__getitem__)
+        best.append(f"{label}: {winner} ({scored[winner]:.4f})")
+    return [*lines, "", "Best per column: " + "; ".join(best) + "."]
 
 
 def _cmd(args: argparse.Namespace) -> int:
