@@ -125,3 +125,14 @@ def test_batched_prediction_equals_one_by_one(net: DepthNet, tmp_path: Path) -> 
         np.testing.assert_allclose(depth, model.infer(img), rtol=1e-4)
     with pytest.raises(ValueError, match="batch_size"):
         predict_to_folder(model, [folder], tmp_path / "out", batch_size=0)
+
+
+def test_bf16_weights_path_matches_autocast_and_leaves_the_callers_net_fp32(net: DepthNet) -> None:
+    x = torch.rand(1, 3, 64, 192, generator=torch.Generator().manual_seed(2))
+    stored = _model(net, precision="bf16")  # weights cast to bf16 once (the default bf16 path)
+    per_call = _model(net, precision="bf16", bf16_weights=False)  # autocast over fp32 weights
+    assert next(net.parameters()).dtype == torch.float32
+    assert next(stored.net.parameters()).dtype == torch.bfloat16
+    assert next(per_call.net.parameters()).dtype == torch.float32
+    # both round every weight to bf16 identically; only the order of a few casts differs
+    assert (stored.predict_disp(x) - per_call.predict_disp(x)).abs().max() < 1e-2
