@@ -152,3 +152,17 @@ def test_protocol_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         BenchProtocol.load(tmp_path / "missing.yaml")
     assert BenchProtocol.load(REPO / "benchmarks" / "protocol.yaml").student_steps > 0
+
+
+def test_methods_reading_is_computed_from_the_table() -> None:
+    from robustdepth.bench.methods import reading
+
+    def row(clear: float, adverse: float, rmse: float, a1: float) -> dict:
+        cells = {"abs_rel": adverse, "sq_rel": 1.0, "rmse": rmse, "a1": a1}
+        return {"clear": {**cells, "abs_rel": clear}, "adverse_mean": cells}
+
+    rows = {"Monodepth2": row(0.20, 0.30, 10.0, 0.50), "A": row(0.21, 0.24, 9.0, 0.60), "B": row(0.19, 0.25, 9.5, 0.55)}
+    text = "\n".join(reading(rows))
+    assert "| A | -20.0 % | +5.0 % | -10.0 % | +20.0 % |" in text
+    assert "adverse AbsRel: A (0.2400)" in text and "clear AbsRel: B (0.1900)" in text
+    assert reading({"A": rows["A"]}) == []  # no baseline row, nothing to read

@@ -49,6 +49,7 @@ ROWS: dict[str, str] = {
     "RoSAMDepth": "rosam",
     "MD2+SEC": "sec_monodepth2",
     "all": "all",
+    "all − SEC": "all_no_sec",  # ACDepth + RoSAMDepth terms only: what the SEC overlay adds to the combination
 }
 CORRUPTION_FRAMES = 6
 
