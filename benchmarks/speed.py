@@ -495,6 +495,20 @@ def plot_losses(res: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def cpu_description() -> str:
+    """CPU model and whether it has AMX (bf16 matrix tiles): the bf16 speed-ups depend on it. On an AMX Xeon
+    (../shared/ENVIRONMENT.md) bf16 convolutions run at 1-1.9 TFLOP/s; with AVX-512-BF16 only (e.g. AMD EPYC)
+    at ~3× fp32, which caps a conv-bound network's bf16 speed-up near ×3."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    amx = "yes" if "amx_bf16" in flags else "no"
+    return f"{model} ({platform.machine()}), AMX-bf16: {amx}, AVX512-BF16: {'avx512_bf16' in flags}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="roofline,inference,training",
@@ -532,7 +546,7 @@ def main() -> None:
     res = json.loads(json_path.read_text()) if json_path.is_file() else {}
     res.pop("training_legacy", None)
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
-    res.update({"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    res.update({"machine": f"{cpu_description()}, {torch.get_num_threads()} threads, "
                            f"native bf16: {native_bf16(device)}",
                 "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads(),
                 "load_average": os.getloadavg()})
