@@ -195,6 +195,7 @@ ROWS: dict[str, RowSpec] = {
     "sec_monodepth2_s10": RowSpec("sec_monodepth2", teacher=None, extra=("degrade.every_n_steps=10",)),
     "md4all_dd_sec": RowSpec("md4all_dd+sec"),
     "acdepth_sec": RowSpec("acdepth+sec"),
+    "rosam_sec": RowSpec("rosam+sec", teacher="md4all_dd", day=TEACHER),
     # all three seed methods in one student (methods table), and the same without the SEC-Depth overlay
     "all": RowSpec("all"),
     "all_no_sec": RowSpec("all", extra=_NO_SECL),
