@@ -14,9 +14,8 @@ Rows (table name → registry key; every student starts from the same teacher, s
 * ``md2_deg_s5`` → ``md2_deg_s5``: Monodepth2 fed degraded inputs every 5 steps, no SECL (the degradations alone).
 * ``md2+sec`` → ``sec_monodepth2``: recipes/sec_monodepth2.yaml (S = 5): the same inputs + SECL and the queue.
 * ``md2+sec_s1`` / ``md2+sec_s10`` → ``sec_monodepth2_s1`` / ``_s10``: the S ablation (S = 5 is ``md2+sec``).
-* ``md4all_dd`` / ``md4all_dd+sec``, ``acdepth`` / ``acdepth+sec`` and ``rosam`` / ``rosam+sec`` (keys ``md4all_dd_sec``,
-  ``acdepth_sec``, ``rosam_sec``):
-  each distillation recipe without and with the ``sec`` overlay.
+* ``md4all_dd`` / ``md4all_dd+sec``, ``acdepth`` / ``acdepth+sec`` and ``rosam`` / ``rosam+sec`` (keys
+  ``md4all_dd_sec``, ``acdepth_sec``, ``rosam_sec``): each distillation recipe without and with the ``sec`` overlay.
 
 ``--teacher CKPT`` imposes another teacher (rows trained from the cached one are then refused, naming the
 differing key: use another ``--runs``). Every run is resumable: a finished run is reused, an interrupted
