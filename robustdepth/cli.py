@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--panel", action="store_true", help="also write image | depth panels")
     p.add_argument("--post-process", action="store_true", help="Monodepth2 flip post-processing")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="auto (default): bf16 where the device has native bf16 (AMX / Ampere+), else fp32; "
+                   help="auto (default): bf16 where the device has native bf16 (AVX512-BF16 / AMX CPUs, Ampere+ GPUs), "
+                        "else fp32; "
                         "fp32 reproduces the checkpoint's evaluation exactly")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="onnxruntime: CPU, fp32 (CHECKPOINT may be an .onnx from 'robustdepth export')")

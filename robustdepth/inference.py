@@ -87,8 +87,9 @@ class DepthModel:
     """A trained depth network ready for inference (eval mode, configured resolution and depth range).
 
     Speed: the network runs in channels_last memory format (oneDNN/cuDNN's fast layout; same fp32
-    numerics) and, with ``precision="bf16"`` (or ``"auto"`` on a bf16-capable CPU/GPU), under bf16
-    autocast — ~2-3× faster on AMX CPUs, depth within ~1 % (see docs/results/speed.md). ``compile()``
+    numerics) and, with ``precision="bf16"`` (or ``"auto"`` on a bf16-capable CPU/GPU), in bf16 with the
+    weights cast once (``bf16_weights=False``: bf16 autocast over the fp32 weights instead) — ×2.1-2.9 on an
+    AVX512-BF16 CPU, more with AMX, depth within ~1 % (see docs/results/speed.md). ``compile()``
     adds ``torch.compile`` for long jobs. ``robustdepth.load`` and ``predict`` default to ``"auto"`` (the
     fastest safe path); this class and ``robustdepth eval`` default to fp32, so evaluation tables match the
     checkpoint's exactly.

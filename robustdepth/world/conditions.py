@@ -167,7 +167,7 @@ def _hemisphere(surf: R.Surface) -> Tensor:
 
 def _on_hits(surf: R.Surface, light: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
     """``light(p, n)`` evaluated on the pixels that hit a surface only, zero on the sky (which never uses it):
-    a night sky is a third of the frame, and the local lights are the costliest shading terms."""
+    the sky is a sizeable part of a street frame, and the local lights are the costliest shading terms."""
     out = torch.zeros_like(surf.p)
     h = surf.hit.nonzero().squeeze(1)
     out[h] = light(surf.p[h], surf.n[h])
