@@ -13,7 +13,8 @@ Rows (table name → registry key; every student starts from the same teacher, s
 * ``md2`` → ``md2_continued``: Monodepth2 continued self-supervised on clean frames (the fair baseline).
 * ``md2_deg_s5`` → ``md2_deg_s5``: Monodepth2 fed degraded inputs every 5 steps, no SECL (the degradations alone).
 * ``md2+sec`` → ``sec_monodepth2``: recipes/sec_monodepth2.yaml (S = 5): the same inputs + SECL and the queue.
-* ``md2+sec_s1`` / ``md2+sec_s10`` → ``sec_monodepth2_s1`` / ``_s10``: the S ablation (S = 5 is ``md2+sec``).
+* ``md2+sec_s1`` / ``md2+sec_s10`` → ``sec_monodepth2_s1`` / ``_s10``: the S ablation (S = 5 is ``md2+sec``);
+  ``md2_deg_s1``: S = 1 without SECL (separates "degraded every step" from SECL at S = 1).
 * ``md4all_dd`` / ``md4all_dd+sec``, ``acdepth`` / ``acdepth+sec`` and ``rosam`` / ``rosam+sec`` (keys
   ``md4all_dd_sec``, ``acdepth_sec``, ``rosam_sec``): each distillation recipe without and with the ``sec`` overlay.
 
@@ -63,7 +64,7 @@ from robustdepth.inference import DepthModel  # noqa: E402
 # table row name → registry key
 TABLE: dict[str, str] = {
     "md2": "md2_continued", "md2_deg_s5": "md2_deg_s5", "md2+sec": "sec_monodepth2",
-    "md2+sec_s1": "sec_monodepth2_s1", "md2+sec_s10": "sec_monodepth2_s10",
+    "md2+sec_s1": "sec_monodepth2_s1", "md2_deg_s1": "md2_deg_s1", "md2+sec_s10": "sec_monodepth2_s10",
     "md4all_dd": "md4all_dd", "md4all_dd+sec": "md4all_dd_sec", "acdepth": "acdepth", "acdepth+sec": "acdepth_sec",
     "rosam": "rosam", "rosam+sec": "rosam_sec",
 }
@@ -126,7 +127,7 @@ def comparisons(rows: dict[str, Any]) -> list[str]:
     def adv(name: str) -> float:
         return rows[name]["metrics"]["adverse_mean"]["abs_rel"]
 
-    pairs = [("md2", "md2+sec"), ("md2_deg_s5", "md2+sec")]
+    pairs = [("md2", "md2+sec"), ("md2_deg_s5", "md2+sec"), ("md2_deg_s1", "md2+sec_s1")]
     pairs += [(r, f"{r}+sec") for r in DISTILLATION_RECIPES]
     out = []
     for base, other in pairs:

@@ -192,6 +192,7 @@ ROWS: dict[str, RowSpec] = {
     "md2_deg_s5": RowSpec("sec_monodepth2", teacher=None, extra=_NO_SECL),
     "sec_monodepth2": RowSpec("sec_monodepth2", teacher=None),
     "sec_monodepth2_s1": RowSpec("sec_monodepth2", teacher=None, extra=("degrade.every_n_steps=1",)),
+    "md2_deg_s1": RowSpec("sec_monodepth2", teacher=None, extra=(*_NO_SECL, "degrade.every_n_steps=1")),
     "sec_monodepth2_s10": RowSpec("sec_monodepth2", teacher=None, extra=("degrade.every_n_steps=10",)),
     "md4all_dd_sec": RowSpec("md4all_dd+sec"),
     "acdepth_sec": RowSpec("acdepth+sec"),
