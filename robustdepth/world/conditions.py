@@ -165,12 +165,16 @@ def _hemisphere(surf: R.Surface) -> Tensor:
     return 0.55 + 0.45 * (-surf.n[:, 1])
 
 
-def _on_hits(surf: R.Surface, light: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-    """``light(p, n)`` evaluated on the pixels that hit a surface only, zero on the sky (which never uses it):
+def _on_hits(surf: R.Surface, *lights: Callable[[Tensor, Tensor], Tensor]) -> list[Tensor]:
+    """Each ``light(p, n)`` evaluated on the pixels that hit a surface only, zero on the sky (which never uses it):
     the sky is a sizeable part of a street frame, and the local lights are the costliest shading terms."""
-    out = torch.zeros_like(surf.p)
     h = surf.hit.nonzero().squeeze(1)
-    out[h] = light(surf.p[h], surf.n[h])
+    p, n = surf.p[h], surf.n[h]
+    out = []
+    for light in lights:
+        full = torch.zeros_like(surf.p)
+        full[h] = light(p, n)
+        out.append(full)
     return out
 
 
@@ -248,15 +252,16 @@ def shade(condition: str, surf: R.Surface, look: R.Look, scene: S.Scene, ctx: Fr
     elif condition == "night":
         p = condition_parameters("night", severity)
         light = p["ambient"] * _hemisphere(surf).unsqueeze(-1) * torch.tensor([0.6, 0.7, 1.0])
-        light = light + _on_hits(surf, lambda p, n: _lamp_light(p, n, scene, ctx.position, 28.0, max_lamps=6))
-        light = light + _on_hits(surf, lambda p, n: _headlights(p, n, ctx, 70.0))
+        lamps, heads = _on_hits(surf, lambda p, n: _lamp_light(p, n, scene, ctx.position, 28.0, max_lamps=6),
+                                lambda p, n: _headlights(p, n, ctx, 70.0))
+        light = light + lamps + heads
         col = albedo * light + look.lit.unsqueeze(-1) * WINDOW_COLOR * 0.3
         col = col + look.bulb.unsqueeze(-1) * LAMP_COLOR * 12.0
         col = col + look.gloss.unsqueeze(-1) * 0.02 * light
     elif condition == "rain":
         light = torch.tensor([0.24, 0.25, 0.28]) * _hemisphere(surf).unsqueeze(-1)
         if lamp_light:  # lamps are on in the gloom, but daylight dominates: only nearby ones matter
-            light = light + _on_hits(surf, lambda p, n: _lamp_light(p, n, scene, ctx.position, 10.0, max_lamps=3))
+            light = light + _on_hits(surf, lambda p, n: _lamp_light(p, n, scene, ctx.position, 10.0, max_lamps=3))[0]
         ground = (surf.material <= S.GRASS) & surf.hit
         wet_albedo = torch.where(ground.unsqueeze(-1), albedo * 0.45, albedo * 0.8)
         col = wet_albedo * light + look.bulb.unsqueeze(-1) * LAMP_COLOR * 6.0

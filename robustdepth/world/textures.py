@@ -52,34 +52,27 @@ def _smooth_lattice(x: Tensor) -> Tensor:
     return base + f * f * (3 - 2 * f)
 
 
-def value_noise_octaves(u: Tensor, v: Tensor, seed: int | Tensor, f: Tensor, where: Tensor | None = None) -> Tensor:
-    """Value noise in [0, 1] at several frequencies at once (one ``grid_sample`` over the octave tiles).
+def value_noise_octaves(u: Tensor, v: Tensor, seed: int | Tensor, f: Tensor, where: Tensor) -> Tensor:
+    """Value noise in [0, 1] at several frequencies (one ``grid_sample`` per octave over its own random tile).
 
-    u, v: N; f: k×N (or k×1) frequencies; returns k×N. Octave k uses its own random tile. ``where`` (k×N
-    bool) limits the work to those entries (the others are 0.5, the noise's mean): each entry's value is
-    the same either way, only fewer are computed.
+    u, v: N; f: k×N (or k×1) frequencies; ``where``: k×N bool, the entries to compute; returns k×N with 0.5
+    (the noise's mean) elsewhere. Each entry's value does not depend on which others are computed.
     """
     k = f.shape[0]
     if k > _MAX_OCTAVES:
         raise ValueError(f"at most {_MAX_OCTAVES} octaves, got {k}")
-    ou = _seed_offset(seed, 0.6180339887)
-    ov = _seed_offset(seed, 0.7548776662)
-    if where is None:
-        uv = torch.stack([u.unsqueeze(0) * f + ou, v.unsqueeze(0) * f + ov], -1)
-        grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0  # k×N×2, align_corners=True on 257 samples
-        out = torch.nn.functional.grid_sample(_TABLE[:k], grid.unsqueeze(1), mode="bilinear", align_corners=True)
-        return out[:, 0, 0]
-    f = f.expand(k, u.shape[0])
-    ou_n = torch.as_tensor(ou).expand(u.shape[0])
-    ov_n = torch.as_tensor(ov).expand(u.shape[0])
-    out = torch.full((k, u.shape[0]), 0.5)
+    n = u.shape[0]
+    f = f.expand(k, n)
+    ou = torch.as_tensor(_seed_offset(seed, 0.6180339887)).expand(n)
+    ov = torch.as_tensor(_seed_offset(seed, 0.7548776662)).expand(n)
+    out = torch.full((k, n), 0.5)
     for octave in range(k):
         i = where[octave].nonzero().squeeze(1)
         if i.numel() == 0:
             continue
         fk = f[octave, i]
-        uv = torch.stack([u[i] * fk + ou_n[i], v[i] * fk + ov_n[i]], -1)
-        grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0
+        uv = torch.stack([u[i] * fk + ou[i], v[i] * fk + ov[i]], -1)
+        grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0  # align_corners=True on 257 samples
         sample = torch.nn.functional.grid_sample(_TABLE[octave:octave + 1], grid.view(1, 1, -1, 2), mode="bilinear",
                                                  align_corners=True)
         out[octave, i] = sample.view(-1)
