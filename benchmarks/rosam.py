@@ -12,9 +12,9 @@ other tables. Chain (METHODS.md §4–5): Φ_day = the protocol's cached day-cle
 run the distillation and methods tables report); every row below is an RA student initialised from Φ_syn,
 labelled by Φ_syn with W_cst from Φ_day, with the day-histogram KL prior of Φ_day
 (``runs/bench/day_histograms/teacher.json``). All rows share seed, step budget, batch and learning rate
-(1e-4, Syn2Real's; the rosam recipe's 8e-5 is overridden so that rows differ only in the method); the
+(the protocol's ``student.lr``, which overrides every recipe's own, so that rows differ only in the method); the
 felzenszwalb rows read the shared mask cache ``runs/bench/masks_felzenszwalb``. On a fresh runs root the
-eight rows take ≈ 8 × 300 student steps (≈ 1 h on 2 quiet cores, plus the teacher and Φ_syn when not cached);
+eight rows take ≈ 8 × 300 student steps (≈ 40 min on 2 quiet cores, plus the teacher and Φ_syn when not cached);
 everything is cached and resumable: the world, each run, the mask cache, the histogram, each evaluation.
 """
 
@@ -45,6 +45,7 @@ from robustdepth.bench.protocol import (  # noqa: E402
     rows_to_markdown,
     run_row,
     runs_root_for,
+    seed_noise,
     table_protocol,
 )
 
@@ -146,8 +147,8 @@ def make_panel(cfg: Any, chain: dict[str, Path], student: Path, out: Path, title
 
 def to_markdown(result: dict[str, Any]) -> str:
     o = result["ablation"]
-    note = (f"{'Quick smoke run (tiny world, a few steps): numbers are NOT meaningful.' if result['quick'] else ''} "
-            f"Command: `{result['command']}`. Protocol: {result['protocol']} ({result['protocol_summary']}). "
+    note = (("Quick smoke run (tiny world, a few steps): numbers are NOT meaningful. " if result["quick"] else "")
+            + f"Command: `{result['command']}`. Protocol: {result['protocol']} ({result['protocol_summary']}). "
             "Every row: the same Φ_syn init (the md4all_dd row), "
             f"seed {result['seed']}, {result['student_steps']} steps, batch {result['batch_size']}, "
             f"lr {result['lr']:g}. "
@@ -159,7 +160,36 @@ def to_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {n} | {o['gain_adverse_abs_rel'][n]:+.4f} | {o['paper_gain_night_abs_rel'][n]:+.4f} |")
     lines += ["", f"Paper order (increasing gain): {' < '.join(o['paper_order'])}.",
               f"Observed order: {' < '.join(o['observed_order'])} ({o['concordant_pairs']} pairs agree).", ""]
+    lines += reading(result)
     return "\n".join(lines)
+
+
+def reading(result: dict[str, Any]) -> list[str]:
+    """What the table can and cannot tell, against the protocol's measured seed noise."""
+    noise, rows, gains = result.get("seed_noise"), result["rows"], result["ablation"]["gain_adverse_abs_rel"]
+    if not noise or "syn2real_ra" not in rows:
+        return []
+    adv, clear = noise["adverse_abs_rel"], noise["clear_abs_rel"]
+    above = [n for n, g in gains.items() if abs(g) > adv]
+    base_clear = rows["syn2real_ra"]["clear"]["abs_rel"]
+    clear_cost = {n: rows[n]["clear"]["abs_rel"] - base_clear for n in gains}
+    worst = max(clear_cost, key=lambda n: clear_cost[n])
+    lines = ["## Reading the table", "",
+            f"- Seed noise of this protocol ({' vs '.join(noise['rows'])}, same run with another seed): "
+            f"{adv:.4f} adverse-mean AbsRel, {clear:.4f} clear AbsRel.",
+            f"- {len(above)} of {len(gains)} ablation gains over Syn2Real-RA exceed the adverse noise"
+            + (f" ({', '.join(above)})" if above else "") + f"; the largest is {max(gains.values()):+.4f}. "
+            + ("The ordering of the ablation rows is therefore not resolved at this budget: the pairs that agree "
+               f"with the paper's order ({result['ablation']['concordant_pairs']}; a random order gives half on "
+               "average) neither confirm nor refute it." if len(above) < len(gains) else
+               "Every gain is above the noise, so the observed order is a measurement."),
+            f"- Clear-weather cost over Syn2Real-RA: up to {clear_cost[worst]:+.4f} ({worst}), "
+            f"{'beyond' if clear_cost[worst] > clear else 'within'} the clear noise."]
+    if "rosam_world_masks" in rows and "rosam" in rows:
+        oracle = rows["rosam_world_masks"]["adverse_mean"]["abs_rel"] - rows["rosam"]["adverse_mean"]["abs_rel"]
+        lines.append(f"- Oracle masks (the world's object ids) against felzenszwalb masks: {oracle:+.4f} adverse-mean "
+                     f"AbsRel, {'within' if abs(oracle) <= adv else 'beyond'} the noise.")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
               "seed": protocol.seed, "student_steps": protocol.student_steps,
               "batch_size": protocol.student_batch_size, "lr": protocol.student_lr, "world": protocol.world_preset,
               "chain": {k: str(v) for k, v in chain.items()}, "rows": rows,
-              "adverse_conditions": list(ADVERSE), "load_average": os.getloadavg()[0]}
+              "adverse_conditions": list(ADVERSE), "load_average": os.getloadavg()[0],
+              "seed_noise": None if args.quick else seed_noise(protocol, runs)}
     if "syn2real_ra" in rows:
         result["ablation"] = ablation_ordering(rows)
     out.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ without the ``sec`` overlay, an ablation over S ∈ {1, 5, 10}, and the training
 
 Every run comes from the one run registry (robustdepth.bench.protocol, ``runs/bench/<key>``): the cached
 day-clear teacher and the students that other tables also report (md4all_dd, acdepth) are trained once
-and reused. On a fresh runs root the nine student rows take ≈ 9 × 300 steps (about 1 h on 2 quiet cores;
+and reused. On a fresh runs root the thirteen student rows take ≈ 13 × 300 steps (about 1.5 h on 2 quiet cores;
 the teacher ≈ 30 min more when it is not cached); finished rows cost only their evaluation.
 Rows (table name → registry key; every student starts from the same teacher, same seed, same budget):
 
@@ -14,7 +14,9 @@ Rows (table name → registry key; every student starts from the same teacher, s
 * ``md2_deg_s5`` → ``md2_deg_s5``: Monodepth2 fed degraded inputs every 5 steps, no SECL (the degradations alone).
 * ``md2+sec`` → ``sec_monodepth2``: recipes/sec_monodepth2.yaml (S = 5): the same inputs + SECL and the queue.
 * ``md2+sec_s1`` / ``md2+sec_s10`` → ``sec_monodepth2_s1`` / ``_s10``: the S ablation (S = 5 is ``md2+sec``);
-  ``md2_deg_s1``: S = 1 without SECL (separates "degraded every step" from SECL at S = 1).
+  ``md2_deg_s1``: S = 1 without SECL (separates "degraded every step" from SECL at S = 1);
+  ``md2+sec_s1_periodic``: S = 1 with periodic queue refreshes only (no spread trigger), to test whether
+  refreshing the negatives nearly every step is what makes SECL collapse at S = 1.
 * ``md4all_dd`` / ``md4all_dd+sec``, ``acdepth`` / ``acdepth+sec`` and ``rosam`` / ``rosam+sec`` (keys
   ``md4all_dd_sec``, ``acdepth_sec``, ``rosam_sec``): each distillation recipe without and with the ``sec`` overlay.
 
@@ -56,6 +58,7 @@ from robustdepth.bench.protocol import (  # noqa: E402
     row_dir,
     run_row,
     runs_root_for,
+    seed_noise,
     table_protocol,
 )
 from robustdepth.config import load_config, to_dict  # noqa: E402
@@ -64,7 +67,8 @@ from robustdepth.inference import DepthModel  # noqa: E402
 # table row name → registry key
 TABLE: dict[str, str] = {
     "md2": "md2_continued", "md2_deg_s5": "md2_deg_s5", "md2+sec": "sec_monodepth2",
-    "md2+sec_s1": "sec_monodepth2_s1", "md2_deg_s1": "md2_deg_s1", "md2+sec_s10": "sec_monodepth2_s10",
+    "md2+sec_s1": "sec_monodepth2_s1", "md2_deg_s1": "md2_deg_s1",
+    "md2+sec_s1_periodic": "sec_monodepth2_s1_periodic", "md2+sec_s10": "sec_monodepth2_s10",
     "md4all_dd": "md4all_dd", "md4all_dd+sec": "md4all_dd_sec", "acdepth": "acdepth", "acdepth+sec": "acdepth_sec",
     "rosam": "rosam", "rosam+sec": "rosam_sec",
 }
@@ -88,6 +92,14 @@ def bf16_storage_error(checkpoint: Path, protocol: BenchProtocol) -> dict[str, f
     return {"mean_abs": float(diff.mean()), "max_abs": float(diff.max()), "frames": int(images.shape[0])}
 
 
+def queue_refreshes(checkpoint: Path) -> dict[str, int] | None:
+    """The latency queue's refresh counts of a finished run (None for rows without a queue)."""
+    from robustdepth.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint).get("providers", {}).get("latency_queue", {}).get("_extra_state")
+    return {k: int(v) for k, v in state["counts"].items()} if state else None
+
+
 def format_markdown(result: dict[str, Any]) -> str:
     rows = result["rows"]
     conditions = [c for c in ("clear", *ADVERSE) if any(c in row["metrics"] for row in rows.values())]
@@ -97,18 +109,24 @@ def format_markdown(result: dict[str, Any]) -> str:
              f"{result['batch_size']}, seed {result['seed']}; queue warm-up / T_u: {result['queue_schedule']}. "
              f"Runs: `{result['runs_root']}/<key>` (shared with the other tables).",
              "", "## AbsRel per condition (lower is better)", "",
-             "| row | key | " + " | ".join(conditions) + " | adverse mean | δ1 adverse | s/step | overhead vs base |",
-             "|---|---|" + "---:|" * (len(conditions) + 4)]
+             "| row | key | " + " | ".join(conditions) + " | adverse mean | δ1 adverse | s/step | overhead vs base "
+             "| queue refreshes forced / periodic |",
+             "|---|---|" + "---:|" * (len(conditions) + 5)]
     for name, row in rows.items():
         m = row["metrics"]
         cells = " | ".join(f"{m[c]['abs_rel']:.4f}" if c in m else "–" for c in conditions)
-        overhead, s_step = row.get("overhead_vs_base"), row.get("s_per_step")
+        overhead, s_step, counts = row.get("overhead_vs_base"), row.get("s_per_step"), row.get("queue_refreshes")
         lines.append(f"| {name} | {row['key']} | {cells} | {m['adverse_mean']['abs_rel']:.4f} | "
                      f"{m['adverse_mean']['a1']:.4f} | {'–' if s_step is None else f'{s_step:.3f}'} | "
-                     f"{'' if overhead is None else f'{overhead:+.1%}'} |")
+                     f"{'' if overhead is None else f'{overhead:+.1%}'} | "
+                     f"{'–' if counts is None else '{forced} / {periodic}'.format(**counts)} |")
     lines += ["", "## Comparisons (adverse-mean AbsRel)", ""]
     for line in result["comparisons"]:
         lines.append(f"- {line}")
+    noise = result.get("seed_noise")
+    if noise:
+        lines += ["", f"Seed noise of this protocol ({' vs '.join(noise['rows'])}, the same run with another seed): "
+                      f"{noise['adverse_abs_rel']:.4f} adverse-mean AbsRel, {noise['clear_abs_rel']:.4f} clear AbsRel."]
     if result.get("rows_not_run"):
         lines += ["", "Rows not trained yet (rerun without --only): " + ", ".join(result["rows_not_run"]) + "."]
     err = result.get("bf16_storage_error")
@@ -123,16 +141,20 @@ def format_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparisons(rows: dict[str, Any]) -> list[str]:
+def comparisons(rows: dict[str, Any], noise: float | None = None) -> list[str]:
+    """Each pair's adverse means; differences within the protocol's seed noise (``noise``) are called so."""
     def adv(name: str) -> float:
         return rows[name]["metrics"]["adverse_mean"]["abs_rel"]
 
-    pairs = [("md2", "md2+sec"), ("md2_deg_s5", "md2+sec"), ("md2_deg_s1", "md2+sec_s1")]
+    pairs = [("md2", "md2+sec"), ("md2_deg_s5", "md2+sec"), ("md2_deg_s1", "md2+sec_s1"),
+             ("md2+sec_s1", "md2+sec_s1_periodic")]
     pairs += [(r, f"{r}+sec") for r in DISTILLATION_RECIPES]
     out = []
     for base, other in pairs:
         if base in rows and other in rows:
             verdict = "better" if adv(other) < adv(base) else "not better"
+            if noise is not None and abs(adv(other) - adv(base)) <= noise:
+                verdict += f", within the seed noise of {noise:.4f}"
             out.append(f"{other} vs {base}: {adv(other):.4f} vs {adv(base):.4f} ({verdict})")
     return out
 
@@ -189,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         last, s_per_step = run_row(protocol, key, runs, done)
         rows[name] = {"key": key, "recipe": ROWS[key].recipe, "overrides": list(ROWS[key].extra),
                       "checkpoint": str(last), "s_per_step": s_per_step, "timing": read_timing(row_dir(runs, key)),
+                      "queue_refreshes": queue_refreshes(last),
                       "metrics": method_row(evaluate_run(protocol, last))}
         print(f"[sec bench] {name}: adverse AbsRel {rows[name]['metrics']['adverse_mean']['abs_rel']:.4f}", flush=True)
     for name, row in rows.items():
@@ -196,12 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     # same inputs and degradations: SECL + queue alone
     secl_overhead = overhead(rows, "md2+sec", "md2_deg_s5") if "md2+sec" in rows else None
     warmup, refresh = queue_schedule(protocol.student_steps)
+    noise = None if args.quick else seed_noise(protocol, runs)
     result = {
         "quick": args.quick, "command": "python benchmarks/sec.py" + (" --quick" if args.quick else ""),
         "protocol": protocol.summary(), "runs_root": str(runs), "teacher": str(teacher), "seed": protocol.seed,
         "student_steps": protocol.student_steps, "batch_size": protocol.student_batch_size,
         "queue_schedule": f"{warmup} / {refresh} steps", "rows": rows,
-        "comparisons": comparisons(rows), "secl_overhead_vs_md2_deg_s5": secl_overhead,
+        "comparisons": comparisons(rows, noise and noise["adverse_abs_rel"]), "seed_noise": noise,
+        "secl_overhead_vs_md2_deg_s5": secl_overhead,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "rows_not_run": [n for n in TABLE if n not in rows],
         "config_md2_sec": to_dict(load_config("sec_monodepth2"))["losses"]["sec"],

@@ -174,7 +174,9 @@ def test_queue_gets_no_gradients_and_is_not_optimised(corridor: Path, tmp_path: 
     optimised = {id(p) for group in trainer.optimizer.param_groups for p in group["params"]}
     for p in queue.worker.parameters():
         assert not p.requires_grad and p.grad is None and id(p) not in optimised
-    assert not queue.worker.training
+    batch_norms = [m for m in queue.worker.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert batch_norms and all(m.training and m.momentum == 0.0 for m in batch_norms)  # norm: batch
+    assert not any(m.training for m in queue.worker.modules() if m not in batch_norms and list(m.parameters(False)))
     assert all(not t.requires_grad for m in queue.members for t in m.values())
     assert not any(p is q for p in queue.worker.parameters() for q in trainer.models.parameters())
 
@@ -198,3 +200,48 @@ def test_two_process_data_parallel_step_with_queue(corridor: Path, tmp_path: Pat
                 assert torch.equal(m0[key], m1[key]), f"queue {key} differs between ranks"
     assert all(g is None for g in r0["grads"] + r1["grads"])
     assert np.isfinite(float(sum(v.float().sum() for v in q0["members"][0].values())))
+
+
+def test_intermittent_terms_reach_tensorboard(corridor: Path, tmp_path: Path) -> None:
+    """With S = 2 and log_every = 4 no logging step is a degraded one; SECL must still be logged (window mean)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = load_config("sec_monodepth2", corridor_overrides(corridor, **{
+        "optim.max_steps": 8, **FAST, "degrade.every_n_steps": 2, "providers.latency_queue.warmup_steps": 0,
+        "train.log_every": 4}))
+    train(cfg, run_dir=tmp_path)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert "loss/sec" in scalars and "sec/j_an" in scalars, scalars
+    assert [e.step for e in events.Scalars("loss/sec")] == [4, 8]
+
+
+def test_log_window_means_losses_and_keeps_latest_diagnostics() -> None:
+    from robustdepth.training.logging import LogWindow
+
+    window = LogWindow()
+    window.add({"loss/total": 1.0, "lr": 0.1})
+    window.add({"loss/total": 3.0, "loss/sec": 0.5, "lr": 0.2, "sec/j_an": 0.07})
+    assert window.flush() == {"loss/total": 2.0, "loss/sec": 0.5, "lr": 0.2, "sec/j_an": 0.07}
+    assert window.flush() == {}
+
+
+@pytest.mark.parametrize("norm", ["batch", "running"])
+def test_member_with_current_weights_matches_the_anchor_only_with_batch_norm(norm: str) -> None:
+    """norm=batch: a member holding the current weights reproduces the training pass (J_AN = 0) and leaves its
+    running statistics alone; norm=running (eval mode) differs by the normalisation gap alone."""
+    queue, net = _queue(size=1, warmup_steps=0, storage_dtype="fp32", norm=norm)
+    queue.after_step(_ctx(0))
+    worker = queue._load_worker(0)
+    image = torch.rand(4, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    running = {k: v.clone() for k, v in worker.state_dict().items() if "running" in k}
+    net.train()
+    with torch.no_grad():
+        anchor, negative = net(image).disp[0], worker(image).disp[0]
+    j_ap, _ = pixel_js(anchor, negative, None, 64, None)
+    if norm == "batch":
+        assert torch.allclose(anchor, negative, atol=1e-6) and float(j_ap) < 1e-4
+        assert all(torch.equal(v, worker.state_dict()[k]) for k, v in running.items())
+    else:
+        assert float(j_ap) > 0.01

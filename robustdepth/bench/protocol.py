@@ -193,6 +193,10 @@ ROWS: dict[str, RowSpec] = {
     "sec_monodepth2": RowSpec("sec_monodepth2", teacher=None),
     "sec_monodepth2_s1": RowSpec("sec_monodepth2", teacher=None, extra=("degrade.every_n_steps=1",)),
     "md2_deg_s1": RowSpec("sec_monodepth2", teacher=None, extra=(*_NO_SECL, "degrade.every_n_steps=1")),
+    # S = 1 without the spread trigger (periodic refreshes only): does refreshing nearly every step cause the collapse?
+    "sec_monodepth2_s1_periodic": RowSpec(
+        "sec_monodepth2", teacher=None,
+        extra=("degrade.every_n_steps=1", "providers.latency_queue.forced_refresh=false")),
     "sec_monodepth2_s10": RowSpec("sec_monodepth2", teacher=None, extra=("degrade.every_n_steps=10",)),
     "md4all_dd_sec": RowSpec("md4all_dd+sec"),
     "acdepth_sec": RowSpec("acdepth+sec"),
@@ -498,6 +502,23 @@ def method_row(summary: dict[str, Any], s_per_step: float | None = None) -> dict
     if s_per_step is not None:
         row["s_per_step"] = s_per_step
     return row
+
+
+NOISE_ROWS = ("md4all_dd", "md4all_dd_seed43")
+
+
+def seed_noise(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT) -> dict[str, float] | None:
+    """The tables' run-to-run noise: |md4all-DD − md4all-DD seed 43| in AbsRel (adverse mean, clear), read from
+    the two finished rows (None when either is not trained: the distillation table trains them)."""
+    rows = []
+    for key in NOISE_ROWS:
+        last = finished_checkpoint(row_dir(runs_root, key))
+        if last is None:
+            return None
+        rows.append(method_row(evaluate_run(protocol, last)))
+    return {"adverse_abs_rel": abs(rows[0]["adverse_mean"]["abs_rel"] - rows[1]["adverse_mean"]["abs_rel"]),
+            "clear_abs_rel": abs(rows[0]["clear"]["abs_rel"] - rows[1]["clear"]["abs_rel"]),
+            "rows": list(NOISE_ROWS)}
 
 
 def rows_to_markdown(rows: dict[str, dict[str, Any]], title: str, note: str = "") -> str:

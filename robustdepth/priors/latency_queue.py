@@ -33,8 +33,16 @@ Members live on the compute device (``offload: false``) or on the CPU (``offload
 member it holds changed), so a j-member queue costs j bf16 copies + one fp32 network.
 
 The worker and the stored tensors are not parameters of any module the optimiser or the gradient
-all-reduce sees (those only see ``trainer.models``); the worker is frozen (``requires_grad=False``) and
-in ``eval()`` mode (BatchNorm uses its running statistics). The queue's whole state is the module's
+all-reduce sees (those only see ``trainer.models``); the worker is frozen (``requires_grad=False``).
+
+**Normalisation (``norm``).** The anchor comes from the trained network's training pass, whose BatchNorm layers
+normalise with the statistics of the current batch. With ``norm: batch`` (default) the member does the same:
+it runs on the anchor's whole batch with batch statistics (running statistics never updated), so a member with
+the current weights reproduces the anchor and J_AN measures only how far the weights moved. ``norm: running``
+is the notes' literal eval mode (stored running statistics). On the world that normalisation gap alone is
+JS 0.12–0.62 for identical weights, far above both margins (α1 ≤ 0.09 after the warm-up, α2 = 0.005): the
+negative term then never fires, and SEC-Depth reduces to JS(A, P) (the S = 1 runs with and without the spread
+trigger gave bit-identical weights). The queue's whole state is the module's
 ``state_dict`` (through ``get_extra_state``), so checkpoints carry it and ``--resume`` restores it bit
 for bit.
 
@@ -62,6 +70,7 @@ if TYPE_CHECKING:
 
 STORAGE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 STATE_VERSION = 1
+NORMS = ("batch", "running")
 
 
 @dataclass
@@ -79,7 +88,14 @@ class LatencyQueueConfig(ProviderConfig):
     trigger_cooldown: int = 0  # min steps between two forced refreshes (0 = literal Algorithm 1)
     storage_dtype: str = "bf16"  # bf16 | fp16 | fp32 for stored parameters; buffers keep their dtype
     offload: bool = False  # keep members on the CPU and copy the used one to the device (large nets)
-    degraded_only: bool = True  # run the member only on the samples that are degraded this step
+    degraded_only: bool = True  # the negative covers only the samples that are degraded this step
+    # How members normalise (BatchNorm): "batch" = with the statistics of the anchor's own batch, as the trained
+    # network does in its training pass (running statistics untouched), so a member holding the current weights
+    # reproduces the anchor exactly (J_AN = 0); "running" = eval mode with the stored running statistics (the
+    # literal "eval mode" of the notes). With "running" the normalisation gap alone puts J_AN at 0.12 (clear)
+    # to 0.62 (fog) for identical weights on the world, far above α1 and α2, so the negative term never fires
+    # (measured 2026-11-22; see docs/results/sec.md).
+    norm: str = "batch"
     # The member used at a step: "random" (uniform with ctx.generator, the paper: one sampled per step).
     sample: str = "random"
 
@@ -100,6 +116,16 @@ def spread_statistic(anchor: Tensor, positive: Tensor, negative: Tensor) -> Spre
     a = anchor.detach().float()
     return SpreadStat(an=float((a - negative.detach().float()).var()),
                       ap=float((a - positive.detach().float()).var()))
+
+
+def batch_statistics_(net: nn.Module) -> nn.Module:
+    """In place: BatchNorm layers normalise with the current batch's statistics and never update their running
+    ones (train mode, momentum 0: running ← 1·running + 0·batch); every other layer stays as it is."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.train()
+            module.momentum = 0.0
+    return net
 
 
 def ema_(stored: dict[str, Tensor], current: dict[str, Tensor], omega: float, float_params: set[str]) -> None:
@@ -150,6 +176,8 @@ class LatencyQueue(Provider):
         if cfg.storage_dtype not in STORAGE_DTYPES:
             raise ValueError(f"providers.latency_queue.storage_dtype={cfg.storage_dtype!r}: "
                              f"use one of {sorted(STORAGE_DTYPES)}")
+        if cfg.norm not in NORMS:
+            raise ValueError(f"providers.latency_queue.norm={cfg.norm!r}: use one of {NORMS}")
         if cfg.sample != "random":
             raise ValueError(f"providers.latency_queue.sample={cfg.sample!r}: only 'random' is implemented")
         self.members: list[dict[str, Tensor]] = []
@@ -174,6 +202,8 @@ class LatencyQueue(Provider):
         self._device = next(depth.parameters()).device
         self._float_params = {n for n, p in depth.named_parameters() if p.is_floating_point()}
         worker = copy.deepcopy(depth).eval().requires_grad_(False)
+        if self.cfg.norm == "batch":
+            batch_statistics_(worker)
         self._worker = [worker]
         self._worker_holds = None
 
@@ -247,8 +277,11 @@ class LatencyQueue(Provider):
             rows = ctx.batch["is_degraded"].to(image.device).bool()
         if not bool(rows.any()):
             return None
-        out = ctx.run_depth(self._load_worker(k), image[rows], grad=False)
-        return QueueNegative(disp=out.disp[0].detach(), rows=rows, member=k, queue=self)
+        if self.cfg.norm == "batch":  # the anchor's whole batch, so that BatchNorm sees the same statistics
+            disp = ctx.run_depth(self._load_worker(k), image, grad=False).disp[0][rows]
+        else:
+            disp = ctx.run_depth(self._load_worker(k), image[rows], grad=False).disp[0]
+        return QueueNegative(disp=disp.detach(), rows=rows, member=k, queue=self)
 
     def _spread_fires(self, ctx: StepContext) -> bool:
         """Trigger decision, identical on every data-parallel rank (variances averaged over ranks)."""

@@ -22,6 +22,34 @@ class _NullBar:
     def close(self) -> None: ...
 
 
+class LogWindow:
+    """The scalars of the steps between two TensorBoard writes.
+
+    Terms that run only on some steps (SECL and every degraded-only term run every S steps) would never
+    reach TensorBoard if only the logging step's values were written: with S = 5 and ``log_every`` = 25 the
+    logging step is never a degraded one. So every key seen in the window is written: ``loss/*`` keys as their
+    mean over the steps that reported them (less noisy, and comparable between terms), every other key
+    (learning rate, counters, diagnostics) as its latest value.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.latest: dict[str, float] = {}
+
+    def add(self, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            self.latest[key] = value
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def flush(self) -> dict[str, float]:
+        """The window's values (see the class doc), then an empty window."""
+        out = {k: self.sums[k] / self.counts[k] if k.startswith("loss/") else v for k, v in self.latest.items()}
+        self.__init__()
+        return out
+
+
 class RunLogger:
     """TensorBoard + tqdm for the main process; silent elsewhere."""
 

@@ -50,7 +50,7 @@ from robustdepth.training.distributed import (
     init_distributed,
     shutdown,
 )
-from robustdepth.training.logging import RunLogger
+from robustdepth.training.logging import LogWindow, RunLogger
 from robustdepth.training.sampler import EpochSampler
 
 
@@ -264,14 +264,17 @@ class Trainer:
         end = min(self.total_steps, stop_at) if stop_at else self.total_steps
         progress = self.logger.progress(self.step, end)
         t0, images = time.perf_counter(), 0
+        window = LogWindow()
         try:
             for batch in self._batches():
                 logs = self.train_step(batch)
+                window.add(logs)
                 images += self.cfg.optim.batch_size * self.dist.world_size
                 if self.step % self.cfg.train.log_every == 0 or self.step == end:
-                    logs["images_per_s"] = images / max(1e-9, time.perf_counter() - t0)
+                    scalars = window.flush()
+                    scalars["images_per_s"] = images / max(1e-9, time.perf_counter() - t0)
                     t0, images = time.perf_counter(), 0
-                    self.logger.scalars(logs, self.step)
+                    self.logger.scalars(scalars, self.step)
                 if self.step % self.cfg.train.image_every == 0 or self.step == 1:
                     self.logger.images(self.last_ctx, self.step)
                 progress.update(1)
