@@ -15,8 +15,8 @@ Rows (table name → registry key; every student starts from the same teacher, s
 * ``md2+sec`` → ``sec_monodepth2``: recipes/sec_monodepth2.yaml (S = 5): the same inputs + SECL and the queue.
 * ``md2+sec_s1`` / ``md2+sec_s10`` → ``sec_monodepth2_s1`` / ``_s10``: the S ablation (S = 5 is ``md2+sec``);
   ``md2_deg_s1``: S = 1 without SECL (separates "degraded every step" from SECL at S = 1);
-  ``md2+sec_s1_periodic``: S = 1 with periodic queue refreshes only (no spread trigger), to test whether
-  refreshing the negatives nearly every step is what makes SECL collapse at S = 1.
+  ``md2+sec_s1_periodic``: S = 1 with periodic queue refreshes only (no spread trigger, which otherwise fires on
+  nearly every SECL step: column "queue refreshes").
 * ``md4all_dd`` / ``md4all_dd+sec``, ``acdepth`` / ``acdepth+sec`` and ``rosam`` / ``rosam+sec`` (keys
   ``md4all_dd_sec``, ``acdepth_sec``, ``rosam_sec``): each distillation recipe without and with the ``sec`` overlay.
 

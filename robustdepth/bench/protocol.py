@@ -193,7 +193,8 @@ ROWS: dict[str, RowSpec] = {
     "sec_monodepth2": RowSpec("sec_monodepth2", teacher=None),
     "sec_monodepth2_s1": RowSpec("sec_monodepth2", teacher=None, extra=("degrade.every_n_steps=1",)),
     "md2_deg_s1": RowSpec("sec_monodepth2", teacher=None, extra=(*_NO_SECL, "degrade.every_n_steps=1")),
-    # S = 1 without the spread trigger (periodic refreshes only): does refreshing nearly every step cause the collapse?
+    # S = 1 without the spread trigger (periodic refreshes only): what the trigger, which fires on nearly every
+    # SECL step, does to the result
     "sec_monodepth2_s1_periodic": RowSpec(
         "sec_monodepth2", teacher=None,
         extra=("degrade.every_n_steps=1", "providers.latency_queue.forced_refresh=false")),

@@ -41,10 +41,11 @@ it runs on the anchor's whole batch with batch statistics (running statistics ne
 the current weights reproduces the anchor and J_AN measures only how far the weights moved. ``norm: running``
 is the notes' literal eval mode (stored running statistics). On the world that normalisation gap alone is
 JS 0.12–0.62 for identical weights, far above both margins (α1 ≤ 0.09 after the warm-up, α2 = 0.005): the
-negative term then never fires, and SEC-Depth reduces to JS(A, P) (the S = 1 runs with and without the spread
-trigger gave bit-identical weights). The queue's whole state is the module's
-``state_dict`` (through ``get_extra_state``), so checkpoints carry it and ``--resume`` restores it bit
-for bit.
+negative term then never fires, and SEC-Depth reduces to JS(A, P). Under ``norm: running`` the S = 1
+benchmark rows with and without the spread trigger ended with bit-identical weights (measured 2026-11-22).
+
+The queue's whole state is the module's ``state_dict`` (through ``get_extra_state``), so checkpoints carry it
+and ``--resume`` restores it bit for bit.
 
 **Output.** ``ctx.provide("latency_queue")`` returns ``None`` while the queue is still empty (warm-up),
 else a :class:`QueueNegative`: the sampled member's sigmoid disparity at full resolution on the

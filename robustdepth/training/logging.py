@@ -46,7 +46,8 @@ class LogWindow:
     def flush(self) -> dict[str, float]:
         """The window's values (see the class doc), then an empty window."""
         out = {k: self.sums[k] / self.counts[k] if k.startswith("loss/") else v for k, v in self.latest.items()}
-        self.__init__()
+        for store in (self.sums, self.counts, self.latest):
+            store.clear()
         return out
 
 
