@@ -40,9 +40,10 @@ normalise with the statistics of the current batch. With ``norm: batch`` (defaul
 it runs on the anchor's whole batch with batch statistics (running statistics never updated), so a member with
 the current weights reproduces the anchor and J_AN measures only how far the weights moved. ``norm: running``
 is the notes' literal eval mode (stored running statistics). On the world that normalisation gap alone is
-JS 0.12–0.62 for identical weights, far above both margins (α1 ≤ 0.09 after the warm-up, α2 = 0.005): the
-negative term then never fires, and SEC-Depth reduces to JS(A, P). Under ``norm: running`` the S = 1
-benchmark rows with and without the spread trigger ended with bit-identical weights (measured 2026-11-22).
+JS 0.11–0.61 for identical weights (``benchmarks/sec.py``, docs/results/sec.md), far above both margins
+(α1 ≤ 0.09 after the warm-up, α2 = 0.005): the negative term then never fires, and SEC-Depth reduces to
+JS(A, P). Under ``norm: running`` the S = 1 benchmark rows with and without the spread trigger ended with
+bit-identical weights (measured 2026-11-22).
 
 The queue's whole state is the module's ``state_dict`` (through ``get_extra_state``), so checkpoints carry it
 and ``--resume`` restores it bit for bit.
@@ -93,9 +94,9 @@ class LatencyQueueConfig(ProviderConfig):
     # How members normalise (BatchNorm): "batch" = with the statistics of the anchor's own batch, as the trained
     # network does in its training pass (running statistics untouched), so a member holding the current weights
     # reproduces the anchor exactly (J_AN = 0); "running" = eval mode with the stored running statistics (the
-    # literal "eval mode" of the notes). With "running" the normalisation gap alone puts J_AN at 0.12 (clear)
-    # to 0.62 (fog) for identical weights on the world, far above α1 and α2, so the negative term never fires
-    # (measured 2026-11-22; see docs/results/sec.md).
+    # literal "eval mode" of the notes). With "running" the normalisation gap alone puts J_AN at 0.11 (clear)
+    # to 0.61 (night) for identical weights on the world, far above α1 and α2, so the negative term never fires
+    # (measured by benchmarks/sec.py: docs/results/sec.md).
     norm: str = "batch"
     # The member used at a step: "random" (uniform with ctx.generator, the paper: one sampled per step).
     sample: str = "random"
