@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robustdepth.config import load_config
-from robustdepth.training.checkpoint import CheckpointError, load_checkpoint
+from robustdepth.training.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from robustdepth.training.trainer import Trainer, TrainingDiverged, train
 from tests.conftest import corridor_overrides, run_two_processes
 
@@ -107,3 +107,20 @@ def test_more_steps_extend_a_run_other_changes_do_not() -> None:
     assert config_differences(stored, load_config("monodepth2", ["optim.max_steps=300"])) == ["optim.max_steps"]
     assert config_differences(stored, load_config("monodepth2", ["optim.max_steps=2400", "optim.lr=0.001"])) == [
         "optim.lr"]
+
+
+def test_failed_checkpoint_write_names_the_file_and_keeps_the_old_one(tmp_path: Path, monkeypatch) -> None:
+    """A write that fails midway (torch reports a full disk as RuntimeError) leaves the previous file intact."""
+    path = tmp_path / "last.pt"
+    atomic_save({"step": 1}, path)
+
+    def full_disk(obj, fh):
+        fh.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 126824896 vs 126824784")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"could not write .*last\.pt.*MiB free"):
+        atomic_save({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind

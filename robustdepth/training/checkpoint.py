@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def atomic_save(obj: Any, path: Path) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError("unexpected pos ...")
+        free_mib = shutil.disk_usage(path.parent).free / 2**20
+        raise OSError(f"could not write {path}: {err} ({free_mib:.0f} MiB free on that disk; "
+                      f"the previous {path.name}, if any, is untouched)") from err
     finally:
         if tmp.exists():
             tmp.unlink()
