@@ -34,6 +34,7 @@ load average is recorded with it.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -99,6 +100,7 @@ def normalisation_gap(checkpoint: Path, protocol: BenchProtocol, per_condition: 
     (``providers.latency_queue.norm: running``) differs from the anchor by before any weight has moved."""
     from robustdepth.data import build_dataset
     from robustdepth.losses.sec import pixel_js
+    from robustdepth.priors.latency_queue import batch_statistics_
 
     model = DepthModel.from_checkpoint(checkpoint, device="cpu")
     dataset = build_dataset(model.config, protocol.eval_split, train=False)
@@ -107,17 +109,12 @@ def normalisation_gap(checkpoint: Path, protocol: BenchProtocol, per_condition: 
         item = dataset[i]
         if len(frames.setdefault(item["condition"], [])) < per_condition:
             frames[item["condition"]].append(item[("color", 0)])
-    net, gap = model.net, {}
+    running_net = model.net.eval()
+    batch_net = batch_statistics_(copy.deepcopy(running_net))  # exactly what a `norm: batch` member runs
+    gap = {}
     for condition, images in frames.items():
         batch = torch.stack(images)
-        net.eval()
-        running = net(batch).disp[0]
-        state = {k: v.clone() for k, v in net.state_dict().items()}
-        net.train()  # batch statistics; this pass also updates the running ones, restored right after
-        batch_stats = net(batch).disp[0]
-        net.load_state_dict(state)
-        net.eval()
-        gap[condition] = float(pixel_js(batch_stats, running, None, 64, None)[0])
+        gap[condition] = float(pixel_js(batch_net(batch).disp[0], running_net(batch).disp[0], None, 64, None)[0])
     return gap
 
 
