@@ -169,13 +169,8 @@ def _on_hits(surf: R.Surface, *lights: Callable[[Tensor, Tensor], Tensor]) -> li
     """Each ``light(p, n)`` evaluated on the pixels that hit a surface only, zero on the sky (which never uses it):
     the sky is a sizeable part of a street frame, and the local lights are the costliest shading terms."""
     h = surf.hit.nonzero().squeeze(1)
-    p, n = surf.p[h], surf.n[h]
-    out = []
-    for light in lights:
-        full = torch.zeros_like(surf.p)
-        full[h] = light(p, n)
-        out.append(full)
-    return out
+    p, n = R.take(surf.p, h), R.take(surf.n, h)
+    return [torch.zeros_like(surf.p).index_copy_(0, h, light(p, n)) for light in lights]
 
 
 def _lamp_light(p: Tensor, n: Tensor, scene: S.Scene, position: Tensor, intensity: float, max_lamps: int = 8
@@ -183,7 +178,8 @@ def _lamp_light(p: Tensor, n: Tensor, scene: S.Scene, position: Tensor, intensit
     """Street lamps: point lights aimed downwards, inverse-square fall-off (no shadows), at points ``p`` with
     normals ``n`` (N×3).
 
-    All lamps at once as N×L matrices: n·(q − p) = n·q − n·p and |q − p|² = |q|² − 2 p·q + |p|².
+    All lamps at once as L×N matrices (one contiguous row per lamp, so every operation streams):
+    n·(q − p) = n·q − n·p and |q − p|² = |q|² − 2 p·q + |p|².
     """
     lamps = scene.lamps
     if lamps.numel() == 0:
@@ -193,12 +189,17 @@ def _lamp_light(p: Tensor, n: Tensor, scene: S.Scene, position: Tensor, intensit
         lamps = lamps[(lamps - position).norm(dim=-1).argsort()[:max_lamps]]
     if lamps.shape[0] == 0:
         return torch.zeros_like(p)
-    d2 = ((lamps * lamps).sum(-1).unsqueeze(0) - 2 * (p @ lamps.T) + R.dot(p, p).unsqueeze(-1)).clamp_min(1e-6)
+    pt, nt = p.T.contiguous(), n.T.contiguous()
+    lx, ly, lz = lamps[:, 0:1], lamps[:, 1:2], lamps[:, 2:3]
+    pq = lx * pt[0] + ly * pt[1] + lz * pt[2]  # summed in the order p @ lamps.T sums
+    nq = lx * nt[0] + ly * nt[1] + lz * nt[2]
+    d2 = ((lamps * lamps).sum(-1).unsqueeze(1) - 2 * pq + R.dot(p, p)).clamp_min(1e-6)
     inv = torch.rsqrt(d2)
-    cos = ((n @ lamps.T - R.dot(n, p).unsqueeze(-1)) * inv).clamp_min(0)
-    down = (p[:, 1:2] - lamps[:, 1].unsqueeze(0)) * inv  # lamp → point direction's downward component
+    cos = ((nq - R.dot(n, p)) * inv).clamp_min(0)
+    down = (pt[1] - ly) * inv  # lamp → point direction's downward component
     cone = ((down - 0.15) / 0.45).clamp(0, 1)
-    out = (cos * cone / (d2 + 1.0)).sum(-1)
+    # the per-point sum over lamps runs on N×L rows: torch sums a row in its own order, which the world's renders keep
+    out = (cos * cone / (d2 + 1.0)).T.contiguous().sum(-1)
     return intensity * out.unsqueeze(-1) * LAMP_COLOR
 
 
@@ -237,12 +238,13 @@ def shade(condition: str, surf: R.Surface, look: R.Look, scene: S.Scene, ctx: Fr
     unit_dirs = _unit(surf.dirs)
     albedo = look.albedo
     hit = surf.hit.unsqueeze(-1)
-    sky_col = torch.zeros_like(surf.p)
     open_sky = (~surf.hit).nonzero().squeeze(1)
-    sky_col[open_sky] = sky(condition, unit_dirs[open_sky], scene, ctx.position)
+    sky_col = torch.zeros_like(surf.p).index_copy_(0, open_sky, sky(condition, R.take(unit_dirs, open_sky), scene,
+                                                                    ctx.position))
     glossy = (look.gloss > 0).nonzero().squeeze(1)
-    sky_refl = torch.zeros_like(surf.p)  # what glossy surfaces (glass, paint) mirror of the sky
-    sky_refl[glossy] = sky(condition, _reflect(unit_dirs[glossy], surf.n[glossy]), scene, ctx.position, False)
+    # what glossy surfaces (glass, paint) mirror of the sky
+    mirrored = sky(condition, _reflect(R.take(unit_dirs, glossy), R.take(surf.n, glossy)), scene, ctx.position, False)
+    sky_refl = torch.zeros_like(surf.p).index_copy_(0, glossy, mirrored)
     if condition == "clear":
         sun = (surf.n @ scene.sun_direction).clamp_min(0)
         lit = shadow.lit(surf.p) if shadow is not None else torch.ones_like(sun)

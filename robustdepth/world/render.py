@@ -59,7 +59,8 @@ class PinholeView:
         """(origin 3, directions N×3) in world coordinates, row-major pixel order (cached per view)."""
         if self._rays is None:
             cam = _camera_grid(self.height, self.width, self.fx, self.fy, self.cx, self.cy)
-            self._rays = (self._flip(self.origin), self._flip(cam @ self.rotation.T))
+            # R·camᵀ, transposed back: the same sums as cam @ Rᵀ, ~3× faster for 3 columns
+            self._rays = (self._flip(self.origin), self._flip((self.rotation @ cam.T).T.contiguous()))
         return self._rays
 
     def __post_init__(self) -> None:
@@ -125,9 +126,14 @@ def dot(a: Tensor, b: Tensor) -> Tensor:
     return ((a * b) @ _ONES3).squeeze(-1)
 
 
-def _take(x: Tensor, index: Tensor) -> Tensor:
+def take(x: Tensor, index: Tensor) -> Tensor:
     """Rows of ``x`` at ``index`` (index_select is several times faster than advanced indexing on CPU)."""
     return x.index_select(0, index)
+
+
+def _gather(index: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:
+    """``take`` of several tensors at the same rows."""
+    return tuple(x.index_select(0, index) for x in xs)
 
 
 def _axes(yaw: Tensor) -> tuple[Tensor, Tensor]:
@@ -185,10 +191,10 @@ def _pairs(x0: Tensor, y0: Tensor, w: Tensor, h: Tensor, width: int) -> tuple[Te
     area = w * h
     prim = torch.repeat_interleave(torch.arange(area.shape[0]), area)
     start = torch.cumsum(area, 0) - area
-    k = torch.arange(prim.shape[0]) - _take(start, prim)
-    wp = _take(w, prim)
+    k = torch.arange(prim.shape[0]) - take(start, prim)
+    wp = take(w, prim)
     row = torch.div(k, wp, rounding_mode="floor")
-    return (_take(y0, prim) + row) * width + _take(x0, prim) + (k - row * wp), prim
+    return (take(y0, prim) + row) * width + take(x0, prim) + (k - row * wp), prim
 
 
 def _safe(d: Tensor) -> Tensor:
@@ -244,31 +250,36 @@ class Hits:
 
 
 def _ground_t(road: S.Road, origin: Tensor, dirs: Tensor) -> Tensor:
-    """Ray parameter of the first hit with the stepped ground (road at y = 0, raised parts at −kerb)."""
-    dy = dirs[:, 1]
-    down = dy > 1e-7
-    dys = torch.where(down, dy, torch.ones_like(dy))
-    t0 = (0.0 - origin[..., 1]) / dys
-    t1 = (-road.kerb_height - origin[..., 1]) / dys
-    p0 = origin + t0.unsqueeze(-1) * dirs
-    p1 = origin + t1.unsqueeze(-1) * dirs
-    raised0 = road.raised(p0[:, 0], p0[:, 2])
+    """Ray parameter of the first hit with the stepped ground (road at y = 0, raised parts at −kerb).
+
+    Only rays pointing down can hit it (the rest stay inf), so only those are traced."""
+    t = torch.full((dirs.shape[0],), math.inf)
+    down = (dirs[:, 1] > 1e-7).nonzero().squeeze(1)
+    if down.numel() == 0:
+        return t
+    d = take(dirs, down)
+    o = origin if origin.ndim == 1 else take(origin, down)
+    t0 = (0.0 - o[..., 1]) / d[:, 1]
+    t1 = (-road.kerb_height - o[..., 1]) / d[:, 1]
+    p1 = o + t1.unsqueeze(-1) * d
     raised1 = road.raised(p1[:, 0], p1[:, 2])
-    t = torch.where(raised1, t1, t0)
-    face = ~raised1 & raised0 & down
-    if face.any():  # the kerb's vertical face: bisect the raised/not-raised transition along the ray
-        idx = face.nonzero().squeeze(1)
-        lo, hi = t1[idx], t0[idx]
-        o = origin if origin.ndim == 1 else origin[idx]
-        d = dirs[idx]
+    td = torch.where(raised1, t1, t0)
+    low = (~raised1).nonzero().squeeze(1)  # below the kerb top: the kerb's face if the road level is raised
+    p0 = take(o, low) if o.ndim == 2 else o
+    p0 = p0 + take(t0, low).unsqueeze(-1) * take(d, low)
+    face = take(low, road.raised(p0[:, 0], p0[:, 2]).nonzero().squeeze(1))
+    if face.numel():  # the kerb's vertical face: bisect the raised/not-raised transition along the ray
+        lo, hi = take(t1, face), take(t0, face)
+        of = o if o.ndim == 1 else take(o, face)
+        df = take(d, face)
         for _ in range(10):
             mid = 0.5 * (lo + hi)
-            p = o + mid.unsqueeze(-1) * d
+            p = of + mid.unsqueeze(-1) * df
             r = road.raised(p[:, 0], p[:, 2])
             hi = torch.where(r, mid, hi)
             lo = torch.where(r, lo, mid)
-        t[idx] = 0.5 * (lo + hi)
-    return torch.where(down & (t < MAX_GROUND_DISTANCE), t, math.inf)
+        td.index_copy_(0, face, 0.5 * (lo + hi))
+    return t.index_copy_(0, down, torch.where(td < MAX_GROUND_DISTANCE, td, math.inf))
 
 
 def cast(view: View, scene: S.Scene, prims: S.Primitives, ground: bool = True) -> Hits:
@@ -284,16 +295,16 @@ def cast(view: View, scene: S.Scene, prims: S.Primitives, ground: bool = True) -
         if sel.numel() == 0:
             continue
         pix, local = _pairs(x0[sel], y0[sel], w[sel], h[sel], view.width)
-        pidx = _take(sel, local)
-        c, s = _take(cos_all, pidx), _take(sin_all, pidx)
-        d = _to_local(_take(dirs, pix), c, s)
+        pidx = take(sel, local)
+        c, s = take(cos_all, pidx), take(sin_all, pidx)
+        d = _to_local(take(dirs, pix), c, s)
         if origin.ndim == 1:
-            o = _take(_to_local(origin - _take(prims.center, sel), _take(cos_all, sel), _take(sin_all, sel)), local)
+            o = take(_to_local(origin - take(prims.center, sel), take(cos_all, sel), take(sin_all, sel)), local)
         else:
-            o = _to_local(_take(origin, pix) - _take(prims.center, pidx), c, s)
+            o = _to_local(take(origin, pix) - take(prims.center, pidx), c, s)
         pair_pix.append(pix)
         pair_prim.append(pidx)
-        pair_t.append(fn(o, d, _take(prims.half, pidx)))
+        pair_t.append(fn(o, d, take(prims.half, pidx)))
     if pair_t:
         pix, pidx, t = torch.cat(pair_pix), torch.cat(pair_prim), torch.cat(pair_t)
         best = best.scatter_reduce(0, pix, t, "amin")
@@ -302,7 +313,7 @@ def cast(view: View, scene: S.Scene, prims: S.Primitives, ground: bool = True) -
         t = torch.zeros(0)
     prim = torch.full((n,), -1, dtype=torch.int64)
     if t.numel():
-        win = (t == _take(best, pix)) & (t < math.inf)
+        win = (t == take(best, pix)) & (t < math.inf)
         prim = prim.scatter_reduce(0, pix[win], pidx[win], "amax")
     if ground:
         tg = _ground_t(scene.road, origin, dirs)
@@ -413,27 +424,28 @@ def surfaces(view: View, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Sur
     g = (hits.prim == -2).nonzero().squeeze(1)
     lateral = torch.zeros(n_pix)
     if g.numel():
-        gm, gi, gn, glat = _ground_attributes(scene, p[g])
-        material[g], inst[g], normal[g], lateral[g] = gm, gi, gn, glat
-        base[g] = _GROUND_TABLE[gm]
-        u[g], v[g] = p[g, 0], p[g, 2]
-        eu[g] = torch.tensor([1.0, 0, 0])
-        ev[g] = torch.tensor([0, 0, 1.0])
+        pg = take(p, g)
+        gm, gi, gn, glat = _ground_attributes(scene, pg)
+        for out, value in ((material, gm), (inst, gi), (normal, gn), (lateral, glat), (base, take(_GROUND_TABLE, gm)),
+                           (u, pg[:, 0]), (v, pg[:, 2]), (seed, gi)):
+            out.index_copy_(0, g, value)
+        eu[:, 0].index_fill_(0, g, 1.0)  # ground texture axes: x and z
+        ev[:, 2].index_fill_(0, g, 1.0)
         side = gn[:, 1] != -1.0
         if side.any():  # kerb faces: texture in (along, height)
             si = g[side]
-            u[si] = p[si, 2] + p[si, 0]
-            v[si] = p[si, 1]
-            ev[si] = torch.tensor([0, 1.0, 0])
-        seed[g] = gi
+            ps = take(p, si)
+            u.index_copy_(0, si, ps[:, 2] + ps[:, 0])
+            v.index_copy_(0, si, ps[:, 1])
+            ev.index_copy_(0, si, torch.tensor([0, 1.0, 0]).expand(si.numel(), 3))
 
     o = (hits.prim >= 0).nonzero().squeeze(1)
     if o.numel():
-        pi = _take(hits.prim, o)
-        c, s = _axes(_take(prims.yaw, pi))
-        h = _take(prims.half, pi)
-        pl = _to_local(_take(p, o) - _take(prims.center, pi), c, s)
-        kind = _take(prims.kind, pi)
+        pi = take(hits.prim, o)
+        c, s = _axes(take(prims.yaw, pi))
+        h = take(prims.half, pi)
+        pl = _to_local(take(p, o) - take(prims.center, pi), c, s)
+        kind = take(prims.kind, pi)
         rel = pl / h
         axis = rel.abs().argmax(-1)
         nb = torch.nn.functional.one_hot(axis, 3).float() * torch.sign(rel)
@@ -455,11 +467,11 @@ def surfaces(view: View, scene: S.Scene, prims: S.Primitives, hits: Hits) -> Sur
         yhat = torch.stack([zero, -one, zero], -1)
         eu.index_copy_(0, o, torch.where((dom == 0).unsqueeze(-1), zhat, xhat))
         ev.index_copy_(0, o, torch.where((dom == 1).unsqueeze(-1), zhat, yhat))
-        material.index_copy_(0, o, _take(prims.material, pi))
-        base.index_copy_(0, o, _take(prims.color, pi))
-        inst.index_copy_(0, o, _take(prims.instance, pi))
-        param.index_copy_(0, o, _take(prims.param, pi))
-        seed.index_copy_(0, o, _take(prims.instance, pi) * 7 + dom)
+        material.index_copy_(0, o, take(prims.material, pi))
+        base.index_copy_(0, o, take(prims.color, pi))
+        inst.index_copy_(0, o, take(prims.instance, pi))
+        param.index_copy_(0, o, take(prims.param, pi))
+        seed.index_copy_(0, o, take(prims.instance, pi) * 7 + dom)
 
     # Normals face the viewer (thin geometry seen from inside/behind stays lit consistently).
     facing = dot(normal, dirs) > 0
@@ -538,47 +550,55 @@ def material_look(surf: Surface, scene: S.Scene) -> Look:
     grain = torch.full((n_pix,), 0.5)
     large = torch.full((n_pix,), 0.5)
     h = surf.hit.nonzero().squeeze(1)  # the sky needs no texture
-    uh, vh, fph, sh = _take(u, h), _take(v, h), _take(fp, h), _take(seed, h)
-    grain.index_copy_(0, h, fbm(uh, vh, fph, sh, base_frequency=_take(_GRAIN_FREQ, _take(m, h)), octaves=6,
+    uh, vh, fph, sh = take(u, h), take(v, h), take(fp, h), take(seed, h)
+    grain.index_copy_(0, h, fbm(uh, vh, fph, sh, base_frequency=take(_GRAIN_FREQ, take(m, h)), octaves=6,
                                 gain=0.68))
     large.index_copy_(0, h, fbm(uh, vh, fph, sh + 9, base_frequency=0.06, octaves=2))
-    tone = (_GRAIN_LO[m] + _GRAIN_SPAN[m] * grain) * (1 + _STAIN[m] * (large - 0.5) * 2)
+    tone = (take(_GRAIN_LO, m) + take(_GRAIN_SPAN, m) * grain) * (1 + take(_STAIN, m) * (large - 0.5) * 2)
     albedo = surf.base * tone.unsqueeze(-1)
     gloss = torch.zeros(n_pix)
     window = torch.zeros(n_pix)
     lit = torch.zeros(n_pix)
     paint = torch.zeros(n_pix)
+    # Each material's pixels are gathered with index_select and written back with index_copy_ (the same values
+    # as x[i] / x[i] = y, several times faster on CPU).
 
     i = (m == S.ROAD).nonzero().squeeze(1)
     if i.numel():
-        albedo[i] = albedo[i] * _road_patches(u[i], v[i], fu[i], fv[i], seed[i]).unsqueeze(-1)
-        mark = _road_paint(scene.road, surf.lateral[i], v[i], fu[i], fv[i]) * (0.75 + 0.25 * grain[i])
-        paint[i] = mark
-        albedo[i] = _mix(albedo[i], _rgb(0.62, 0.62, 0.6), mark)
+        ui, vi, fui, fvi = _gather(i, u, v, fu, fv)
+        road = take(albedo, i) * _road_patches(ui, vi, fui, fvi, take(seed, i)).unsqueeze(-1)
+        mark = _road_paint(scene.road, take(surf.lateral, i), vi, fui, fvi) * (0.75 + 0.25 * take(grain, i))
+        paint.index_copy_(0, i, mark)
+        albedo.index_copy_(0, i, _mix(road, _rgb(0.62, 0.62, 0.6), mark))
 
     i = (m == S.SIDEWALK).nonzero().squeeze(1)
     if i.numel():
-        ui, vi, fui, fvi = u[i], v[i], fu[i], fv[i]
+        ui, vi, fui, fvi = _gather(i, u, v, fu, fv)
         tiles = torch.maximum(lines(ui, 0.6, 0.025, fui), lines(vi, 0.6, 0.025, fvi))
         slab = 0.85 + 0.3 * hash2(torch.floor(ui / 0.6).long(), torch.floor(vi / 0.6).long(), 5)
-        slab = 1 + (slab - 1) * ((0.5 - fp[i] / 0.6) / 0.3).clamp(0, 1)  # slab tones fade below ~2 px
-        albedo[i] = _mix(albedo[i] * slab.unsqueeze(-1), _rgb(0.18, 0.18, 0.17), tiles * 0.8)
+        slab = 1 + (slab - 1) * ((0.5 - take(fp, i) / 0.6) / 0.3).clamp(0, 1)  # slab tones fade below ~2 px
+        albedo.index_copy_(0, i, _mix(take(albedo, i) * slab.unsqueeze(-1), _rgb(0.18, 0.18, 0.17), tiles * 0.8))
 
     i = (m == S.FACADE).nonzero().squeeze(1)
     if i.numel():
-        albedo[i], gloss[i], window[i], lit[i] = _facade(surf, i, seed[i], fp[i], albedo[i], grain[i])
+        for out, value in zip((albedo, gloss, window, lit),
+                              _facade(surf, i, take(seed, i), take(fp, i), take(albedo, i), take(grain, i))):
+            out.index_copy_(0, i, value)
 
     i = (m == S.CAR_PAINT).nonzero().squeeze(1)
     if i.numel():
-        gloss[i] = 0.06
-        albedo[i] = _mix(albedo[i], _rgb(0.04, 0.04, 0.04), band(v[i], 0.05, 0.2, fv[i]))  # bumper strip
+        gloss.index_fill_(0, i, 0.06)
+        strip = band(take(v, i), 0.05, 0.2, take(fv, i))  # bumper strip
+        albedo.index_copy_(0, i, _mix(take(albedo, i), _rgb(0.04, 0.04, 0.04), strip))
 
     i = (m == S.CAR_GLASS).nonzero().squeeze(1)
     if i.numel():
-        top = surf.n[i, 1] < -0.7
-        glass = band(v[i], 0.08, 0.52, fv[i]) * (1 - lines(u[i], 1.2, 0.12, fu[i]))
-        albedo[i] = torch.where(top.unsqueeze(-1), albedo[i], _mix(albedo[i], _rgb(0.03, 0.035, 0.04), glass))
-        gloss[i] = torch.where(top, torch.full_like(glass, 0.05), 0.05 + 0.05 * glass)
+        ui, vi, fui, fvi = _gather(i, u, v, fu, fv)
+        top = take(surf.n[:, 1], i) < -0.7
+        glass = band(vi, 0.08, 0.52, fvi) * (1 - lines(ui, 1.2, 0.12, fui))
+        car = take(albedo, i)
+        albedo.index_copy_(0, i, torch.where(top.unsqueeze(-1), car, _mix(car, _rgb(0.03, 0.035, 0.04), glass)))
+        gloss.index_copy_(0, i, torch.where(top, torch.full_like(glass, 0.05), 0.05 + 0.05 * glass))
 
     gloss = torch.where(m == S.SIGN, torch.full_like(gloss, 0.1), gloss)
     bulb = ((m == S.BULB) & surf.hit).float()
@@ -638,8 +658,9 @@ def _facade(surf: Surface, i: Tensor, seed: Tensor, fp: Tensor, col: Tensor, gra
             ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Plaster or brick walls with a grid of windows (param: spacing, floor height, width, ±height;
     a negative height means brick). Roofs (top faces) are dark."""
-    u, v, fu, fv = surf.u[i], surf.v[i], surf.fu[i], surf.fv[i]
-    spacing, floor_h, win_w, win_h = surf.param[i].unbind(-1)
+    u, v, fu, fv, param = _gather(i, surf.u, surf.v, surf.fu, surf.fv, surf.param)
+    normal_y = take(surf.n[:, 1], i)
+    spacing, floor_h, win_w, win_h = param.unbind(-1)
     brick = win_h < 0
     win_h = win_h.abs()
     # Brick: 0.25 m × 0.075 m courses, running bond; mortar lines fade once they fall below a pixel.
@@ -650,7 +671,7 @@ def _facade(surf: Surface, i: Tensor, seed: Tensor, fp: Tensor, col: Tensor, gra
     tone = 1 + (tone - 1) * ((0.12 - fp) / 0.06).clamp(0, 1)
     brick_col = _mix(col * tone.unsqueeze(-1), _rgb(0.5, 0.48, 0.45), mortar * 0.7)
     col = torch.where(brick.unsqueeze(-1), brick_col, col)
-    vertical = surf.n[i, 1].abs() < 0.5
+    vertical = normal_y.abs() < 0.5
     has_windows = (spacing > 0) & vertical
     sp = spacing.abs().clamp_min(0.5)
     offset = (sp - win_w) / 2
@@ -665,6 +686,6 @@ def _facade(surf: Surface, i: Tensor, seed: Tensor, fp: Tensor, col: Tensor, gra
     shade = 0.6 + 0.8 * hash2(cell_u, cell_v, seed + 12)
     glass = _rgb(0.05, 0.06, 0.075) * shade.unsqueeze(-1)
     col = _mix(col, glass, win)
-    roof = surf.n[i, 1] < -0.7
+    roof = normal_y < -0.7
     col = torch.where(roof.unsqueeze(-1), _rgb(0.12, 0.11, 0.11) * (0.6 + 0.8 * grain).unsqueeze(-1), col)
     return col, 0.12 * win, win, lit * win

@@ -69,8 +69,16 @@ class Road:
         return torch.atan(self.slope(z))
 
     def lateral(self, x: Tensor, z: Tensor) -> Tensor:
-        """Signed distance from the centre line (positive = right), to first order in the slope."""
-        return (x - self.centre_x(z)) * torch.cos(self.heading(z))
+        """Signed distance from the centre line (positive = right), to first order in the slope.
+
+        ``(x − centre_x(z))·cos(heading(z))``, with the sines and cosines of one angle per term shared (the
+        renderer calls this for most pixels several times a frame)."""
+        centre, slope = torch.zeros_like(z), torch.zeros_like(z)
+        for a, p, ph in zip(self.amplitudes, self.periods, self.phases):
+            angle = 2 * math.pi * z / p + ph
+            centre = centre + a * torch.sin(angle)
+            slope = slope + a * 2 * math.pi / p * torch.cos(angle)
+        return (x - centre) * torch.cos(torch.atan(slope))
 
     def in_crossing(self, z: Tensor) -> Tensor:
         """True where z lies inside a crossing street."""

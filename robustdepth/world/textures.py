@@ -70,12 +70,15 @@ def value_noise_octaves(u: Tensor, v: Tensor, seed: int | Tensor, f: Tensor, whe
         i = where[octave].nonzero().squeeze(1)
         if i.numel() == 0:
             continue
-        fk = f[octave, i]
-        uv = torch.stack([u[i] * fk + ou[i], v[i] * fk + ov[i]], -1)
+        # index_select, not x[i]: the same values, several times faster on CPU (this loop is the world's
+        # hottest gather)
+        fk = f[octave].index_select(0, i)
+        uv = torch.stack([u.index_select(0, i) * fk + ou.index_select(0, i),
+                          v.index_select(0, i) * fk + ov.index_select(0, i)], -1)
         grid = _smooth_lattice(uv) * (2.0 / _TABLE_SIZE) - 1.0  # align_corners=True on 257 samples
         sample = torch.nn.functional.grid_sample(_TABLE[octave:octave + 1], grid.view(1, 1, -1, 2), mode="bilinear",
                                                  align_corners=True)
-        out[octave, i] = sample.view(-1)
+        out[octave].index_copy_(0, i, sample.view(-1))
     return out
 
 
