@@ -20,6 +20,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -36,8 +37,8 @@ from robustdepth.world.writer import SequenceJob, render_sequence, retain_freed_
 HEIGHT, WIDTH = 192, 640
 
 
-def _render_job(seed: int, frames: int, conditions: tuple[str, ...], out: str, barrier) -> tuple[float, float, float,
-                                                                                                 int]:
+def _render_job(seed: int, frames: int, conditions: tuple[str, ...], out: str,
+                barrier: threading.Barrier) -> tuple[float, float, float, int]:
     """Render + write one sequence in one process with one thread; returns (start, end, CPU seconds,
     peak RSS in KiB). The timed part starts when every process of the run has finished its warm-up."""
     torch.set_num_threads(1)

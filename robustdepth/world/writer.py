@@ -132,9 +132,10 @@ def retain_freed_memory(mib: int = 256) -> bool:
 
     A frame allocates and frees ~100 full-frame tensors of 0.5–3 MB. With glibc's defaults those pages go
     back to the kernel and are faulted in again on the next allocation: ~10,000 page faults and ~15 % of a
-    night frame's CPU time, measured. Rendering is unchanged (allocation only); peak memory is unchanged
-    because the retained pages are the ones the next frame reuses. Returns False where the C library has no
-    ``mallopt`` (not glibc), which then keeps its own policy.
+    night frame's CPU time, measured. Rendering is unchanged (allocation only), and peak memory barely moves
+    because the retained pages are the ones the next frame reuses (410 → 422 MiB per process in
+    ``benchmarks/world_speed.py``). Returns False where the C library has no ``mallopt`` (not glibc), which then
+    keeps its own policy.
     """
     name = ctypes.util.find_library("c")
     mallopt = getattr(ctypes.CDLL(name), "mallopt", None) if name else None
