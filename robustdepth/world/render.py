@@ -265,8 +265,7 @@ def _ground_t(road: S.Road, origin: Tensor, dirs: Tensor) -> Tensor:
     raised1 = road.raised(p1[:, 0], p1[:, 2])
     td = torch.where(raised1, t1, t0)
     low = (~raised1).nonzero().squeeze(1)  # below the kerb top: the kerb's face if the road level is raised
-    p0 = take(o, low) if o.ndim == 2 else o
-    p0 = p0 + take(t0, low).unsqueeze(-1) * take(d, low)
+    p0 = (o if o.ndim == 1 else take(o, low)) + take(t0, low).unsqueeze(-1) * take(d, low)
     face = take(low, road.raised(p0[:, 0], p0[:, 2]).nonzero().squeeze(1))
     if face.numel():  # the kerb's vertical face: bisect the raised/not-raised transition along the ray
         lo, hi = take(t1, face), take(t0, face)
