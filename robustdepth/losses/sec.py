@@ -1,19 +1,30 @@
-"""SEC-Depth's self-evolution contrastive loss (SECL; Cao et al., AAAI 2026; ../shared/METHODS.md §2).
+"""SEC-Depth's self-evolution contrastive loss (SECL; Cao et al., AAAI 2026; docs/methods.md § SEC-Depth).
 
 Each full-resolution sigmoid disparity x ∈ [0, 1] is encoded as a soft interval distribution over N
 equal bins (centres c_n = (n − ½)/N, Gaussian kernel of bandwidth h, normalised over bins), and
 distributions are compared with the Jensen–Shannon divergence (natural log, ≤ ln 2). With
 anchor A = current model on the degraded frame, positive P = current model on the clean frame
-(stop-gradient by default) and negative N = a sampled latency-queue member on the degraded frame:
+(stop-gradient by default) and negative N = a sampled latency-queue member (a past training stage) on
+the anchor's own image:
 
     L = JS(A, P) + δ·max(α1(t) − J_AN, 0) + J_AN·max(α2 − J_AN, 0),   J_AN = JS(A, N),
     α1(t) = a·exp(−15·t/T) + c   (t, T in optimiser steps),   α2 = 0.005,
 
 the literal form of the paper (the last factor J_AN may be detached with ``stop_grad_j_factor``).
-``per_pixel`` JS is averaged over pixels first, then the hinges act on the means; ``histogram`` pools
-each image's soft bins into one histogram and compares those. Only samples that are degraded this
-step enter the loss, and only on steps where the degradation gate (``degrade.every_n_steps`` = S) is
-open. Before the queue exists (warm-up) only JS(A, P) is applied (``without_queue``).
+``per_pixel`` JS is averaged over pixels and samples first, then the hinges act on the means; ``histogram``
+pools each image's soft bins into one histogram and compares those. Only samples that are degraded this
+step enter the loss (``degraded_only``; the loss selects the rows, the queue runs on the whole batch), and
+only on steps where the degradation gate (``degrade.every_n_steps`` = S) is open. Before the queue exists
+(warm-up) only JS(A, P) is applied (``without_queue``); ``negative: false`` applies JS(A, P) alone throughout
+and needs no queue (the positive-only control).
+
+The term needs a degraded view in the batch: an online/offline degradation supply or a dataset that fills
+the degraded slots itself (KITTI with ``data.options.weatherkitti``). That is checked on the batch, at run
+time, because only the batch knows who filled the slots.
+
+Logs (TensorBoard, per SECL step): ``j_ap``, ``j_an``, ``alpha1``, ``hinge_active`` (fraction of the rows whose
+own J_AN lies below α1), ``member`` and ``negative_age`` (steps since that member was written), and the
+queue's cumulative refreshes by reason (``refreshes_periodic``, ``refreshes_forced``).
 
 Memory: the soft bins of one map are B×H×W×N (N on the last axis). They are never stored for the backward
 pass: pixels are processed in chunks under activation checkpointing (``chunk_pixels``), so at most one
@@ -31,6 +42,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from robustdepth.config import ConfigError
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 
 if TYPE_CHECKING:
@@ -101,9 +113,9 @@ def _chunked(fn: Callable[..., tuple[Tensor, ...]], maps: list[Tensor], chunk: i
     return [torch.cat([p[i] for p in pieces], dim=-1) for i in range(len(pieces[0]))]
 
 
-def pixel_js(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_bins: int, bandwidth: float | None,
-             chunk: int = 0) -> tuple[Tensor, Tensor | None]:
-    """Mean per-pixel JS(A, P) and JS(A, N) of R×1×H×W (or R×HW) disparities, chunked over pixels."""
+def pixel_js_rows(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_bins: int,
+                  bandwidth: float | None, chunk: int = 0) -> tuple[Tensor, Tensor | None]:
+    """Per-sample mean per-pixel JS(A, P) and JS(A, N) (shape R) of R×1×H×W (or R×HW) disparities."""
     maps = [t.reshape(t.shape[0], -1) for t in (anchor, positive) + ((negative,) if negative is not None else ())]
 
     def per_pixel(a: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
@@ -111,12 +123,12 @@ def pixel_js(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_bins
         return tuple(js_divergence(pa, soft_bins(o, num_bins, bandwidth)) for o in others)
 
     values = _chunked(per_pixel, maps, chunk)
-    return values[0].mean(), (values[1].mean() if negative is not None else None)
+    return values[0].mean(-1), (values[1].mean(-1) if negative is not None else None)
 
 
-def histogram_js(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_bins: int,
-                 bandwidth: float | None, chunk: int = 0) -> tuple[Tensor, Tensor | None]:
-    """JS between per-image pooled soft-bin histograms (mean of P_X over pixels), averaged over images."""
+def histogram_js_rows(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_bins: int,
+                      bandwidth: float | None, chunk: int = 0) -> tuple[Tensor, Tensor | None]:
+    """Per-sample JS (shape R) between pooled soft-bin histograms (the mean of P_X over each image's pixels)."""
     maps = [t.reshape(t.shape[0], -1) for t in (anchor, positive) + ((negative,) if negative is not None else ())]
     pixels = maps[0].shape[-1]
 
@@ -125,9 +137,32 @@ def histogram_js(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_
 
     parts = _chunked(sums, maps, chunk)
     hists = [p.sum(-1) / pixels for p in parts]  # R×N
-    j_ap = js_divergence(hists[0], hists[1]).mean()
-    j_an = js_divergence(hists[0], hists[2]).mean() if negative is not None else None
+    j_ap = js_divergence(hists[0], hists[1])
+    j_an = js_divergence(hists[0], hists[2]) if negative is not None else None
     return j_ap, j_an
+
+
+def _means(values: tuple[Tensor, Tensor | None]) -> tuple[Tensor, Tensor | None]:
+    return values[0].mean(), (values[1].mean() if values[1] is not None else None)
+
+
+def pixel_js(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_bins: int, bandwidth: float | None,
+             chunk: int = 0) -> tuple[Tensor, Tensor | None]:
+    """Mean per-pixel JS(A, P) and JS(A, N) over all samples and pixels (equal-sized images)."""
+    return _means(pixel_js_rows(anchor, positive, negative, num_bins, bandwidth, chunk))
+
+
+def histogram_js(anchor: Tensor, positive: Tensor, negative: Tensor | None, num_bins: int,
+                 bandwidth: float | None, chunk: int = 0) -> tuple[Tensor, Tensor | None]:
+    """JS between per-image pooled soft-bin histograms, averaged over images."""
+    return _means(histogram_js_rows(anchor, positive, negative, num_bins, bandwidth, chunk))
+
+
+def secl(j_ap: Tensor, j_an: Tensor, alpha1: float, alpha2: float, delta: float,
+         stop_grad_j_factor: bool = False) -> Tensor:
+    """L_c = J_AP + δ·max(α1 − J_AN, 0) + J_AN·max(α2 − J_AN, 0) (the J_AN factor detached on request)."""
+    factor = j_an.detach() if stop_grad_j_factor else j_an
+    return j_ap + delta * torch.relu(alpha1 - j_an) + factor * torch.relu(alpha2 - j_an)
 
 
 # -- the loss term ------------------------------------------------------------------------------------
@@ -155,15 +190,18 @@ class SECConfig(TermConfig):
     positive_view: str = "clean_aug"
     # Anchor view: "input" is the student's own pass; on gated steps it is pixel-identical to "degraded"
     # (non-degraded samples hold the clean_aug frame in both), so it is the same anchor without an extra pass.
+    # The negative always runs on the anchor's view (the same image, as the paper's D_A and D_N).
     anchor_view: str = "input"
     degraded_only: bool = True  # only samples that got a degradation this step enter the loss
     without_queue: str = "positive_only"  # before the queue is filled: positive_only (JS(A,P)) | off
+    negative: bool = True  # False: JS(A, P) alone, no latency queue needed (the positive-only control)
     chunk_pixels: int = 16384  # pixels per checkpointed chunk (0 = all at once)
 
 
 @register_loss
 class SECLoss(LossTerm):
-    """SECL (see the module docstring); needs the ``latency_queue`` provider and a degradation supply."""
+    """SECL (see the module docstring); needs the ``latency_queue`` provider (unless ``negative: false``) and
+    a degraded view in the batch."""
 
     name = "sec"
     Config = SECConfig
@@ -177,12 +215,11 @@ class SECLoss(LossTerm):
                   "anchor_view": (cfg.anchor_view, ("input", "degraded"))}
         for key, (value, allowed) in checks.items():
             if value not in allowed:
-                raise ValueError(f"losses.sec.{key}={value!r}: use one of {allowed}")
+                raise ConfigError(f"losses.sec.{key}={value!r}: use one of {allowed}")
         if cfg.num_bins < 2:
-            raise ValueError(f"losses.sec.num_bins={cfg.num_bins}: need at least 2 bins")
-        if root_cfg.degrade.mode == "none":  # type: ignore[attr-defined]
-            raise ValueError("losses.sec needs degraded frames but degrade.mode is 'none': set degrade.mode/rules "
-                             "(e.g. recipe sec_monodepth2, or a distillation recipe + the sec overlay)")
+            raise ConfigError(f"losses.sec.num_bins={cfg.num_bins}: need at least 2 bins")
+        if not cfg.negative:
+            self.requires = ()  # the positive-only control runs without a queue
 
     def weight(self, ctx: StepContext) -> float:
         """The ramped weight w(e), plateau = ``weight``."""
@@ -195,39 +232,47 @@ class SECLoss(LossTerm):
         return exp_ramp(epoch, cfg.ramp_start, cfg.weight, cfg.ramp_doubling_epochs)
 
     def _rows(self, ctx: StepContext) -> Tensor:
-        batch = ctx.batch_size
-        if self.cfg.degraded_only and "is_degraded" in ctx.batch:
+        """The batch rows that enter the loss: the degraded ones (``degraded_only``), else all."""
+        if self.cfg.degraded_only:
             return ctx.batch["is_degraded"].to(ctx.device).bool()
-        return torch.ones(batch, dtype=torch.bool, device=ctx.device)
+        return torch.ones(ctx.batch_size, dtype=torch.bool, device=ctx.device)
 
     def _divergences(self, anchor: Tensor, positive: Tensor, negative: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Per-row J_AP and J_AN (shape R)."""
         cfg = self.cfg
-        fn = pixel_js if cfg.mode == "per_pixel" else histogram_js
+        fn = pixel_js_rows if cfg.mode == "per_pixel" else histogram_js_rows
         return fn(anchor, positive, negative, cfg.num_bins, cfg.bandwidth or None, cfg.chunk_pixels)
 
     def forward(self, ctx: StepContext) -> tuple[Tensor, dict[str, float]] | None:
         cfg = self.cfg
+        if "is_degraded" not in ctx.batch:
+            raise ConfigError("losses.sec needs a degraded view, and the batch has none: set degrade.mode/rules "
+                              "(e.g. recipe sec_monodepth2), or use a dataset that supplies one "
+                              "(data.options.weatherkitti=true on KITTI)")
         if not ctx.degraded_active:
             return None
-        queue = ctx.provide("latency_queue")
-        if queue is None and cfg.without_queue == "off":
-            return None
-        rows = queue.rows if queue is not None else self._rows(ctx)
+        rows = self._rows(ctx)
         if not bool(rows.any()):
+            return None
+        queue = ctx.provide("latency_queue") if cfg.negative else None
+        if cfg.negative and queue is None and cfg.without_queue == "off":
             return None
         anchor = ctx.disp_full(cfg.anchor_view, 0)[rows]
         positive = ctx.disp_full(cfg.positive_view, 0, grad=not cfg.stop_grad_positive)[rows]
-        negative = queue.disp if queue is not None else None
-        j_ap, j_an = self._divergences(anchor, positive, negative)
+        negative = queue.disp(cfg.anchor_view)[rows] if queue is not None else None
+        j_ap_rows, j_an_rows = self._divergences(anchor, positive, negative)
+        j_ap = j_ap_rows.mean()
         logs = {"j_ap": float(j_ap.detach()), "queue_ready": float(queue is not None)}
-        if j_an is None:
+        if j_an_rows is None or negative is None or queue is None:
             return j_ap, logs
+        j_an = j_an_rows.mean()
         alpha1 = margin_alpha1(ctx.state.progress, cfg.margin_a, cfg.margin_c, cfg.margin_decay)
-        factor = j_an.detach() if cfg.stop_grad_j_factor else j_an
-        loss = j_ap + cfg.delta * torch.relu(alpha1 - j_an) + factor * torch.relu(cfg.alpha2 - j_an)
-        spread = queue.observe(anchor, positive)
-        logs.update({"j_an": float(j_an.detach()), "alpha1": alpha1, "member": float(queue.member),
-                     "spread_an": spread.an, "spread_ap": spread.ap,
-                     "refreshes_forced": float(queue.queue.counts["forced"]),
-                     "refreshes_periodic": float(queue.queue.counts["periodic"])})
+        loss = secl(j_ap, j_an, alpha1, cfg.alpha2, cfg.delta, cfg.stop_grad_j_factor)
+        obs = queue.observe(anchor, positive, negative, float(j_an.detach()), float(j_ap.detach()))
+        counts = queue.queue.counts
+        hinge_active = float((j_an_rows.detach() < alpha1).float().mean())
+        logs.update({"j_an": obs.j_an, "alpha1": alpha1, "hinge_active": hinge_active,
+                     "member": float(obs.member), "negative_age": float(obs.age),
+                     "spread_an": obs.spread.an, "spread_ap": obs.spread.ap,
+                     "refreshes_forced": float(counts["forced"]), "refreshes_periodic": float(counts["periodic"])})
         return loss, logs

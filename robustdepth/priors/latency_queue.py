@@ -1,58 +1,53 @@
-"""SEC-Depth's latency queue: frozen past snapshots ("past selves") of the depth network.
+"""SEC-Depth's latency queue: frozen snapshots of the depth network taken at earlier training stages.
 
-The queue holds ``size`` (j) snapshots θ*_k of the trained depth network. It is empty until the
-warm-up ends; then every member is set to the current weights. After that, member k is refreshed
-with the EMA rule of SEC-Depth's Algorithm 1,
+Contract (the method and every choice made here: docs/methods.md § SEC-Depth; measurements: docs/results/sec.md):
 
-    θ*_k ← ω·θ*_k + (1 − ω)·θ          (ω = 0.01: a refresh is almost a fresh snapshot)
+* **Members.** ``size`` (j) snapshots θ*_k of the trained depth network. The queue is empty until the warm-up
+  ends; then every member is set to the current weights (``refreshed_at`` = that step).
+* **Refresh rule** (SEC-Depth's Algorithm 1): θ*_k ← ω·θ*_k + (1 − ω)·θ, ω = 0.01, so a refresh is almost a
+  fresh snapshot. The *age* of member k at a step is the number of optimiser steps since it was last written.
+* **Periodic refresh** every ``refresh_every`` (T_u) steps, of the oldest member (round-robin). Once the queue
+  has turned over, the members are spaced T_u apart and their ages span [0, j·T_u): they are past *stages*.
+  ``frozen: true`` never refreshes (the frozen-queue control).
+* **Forced refresh** (``forced_refresh``), statistic ``trigger``:
 
-every ``refresh_every`` (T_u) steps, and also when the *spread trigger* fires (below). The member
-refreshed is always the oldest one (smallest ``refreshed_at``, lowest index on ties), so refreshes
-go round-robin.
+  - ``margin`` (default): on a SECL step the member that was sampled fires when J_AN, the same JS divergence
+    the loss computes between anchor and negative, lies below ``trigger_margin`` (α2 by default: inside the
+    smallest margin of SECL, where the negative is indistinguishable from the anchor), provided that member is
+    at least ``trigger_min_age`` steps old (T_u by default: a fresh snapshot is close to the anchor by
+    construction and must not fire). The member that fired is refreshed. JS compares distributions over
+    absolute disparity bins, so a global offset or a change of scale between anchor and negative counts.
+  - ``variance``: the literal rule of the implementation notes — fire when Var(a − n) < ``trigger_ratio`` ·
+    Var(a − p) over the degraded samples' pixels, and refresh the *oldest* member. It ignores offsets and,
+    since a just-refreshed member differs from the anchor by a few steps of drift while a − p is the weather
+    gap, it fires on almost every SECL step: the queue then holds only the last few steps. Kept as an option
+    so that the literal reading can be reproduced.
 
-**Spread trigger (the exact statistic).** On a step where SECL is computed, with the full-resolution
-sigmoid disparities of the degraded samples — anchor ``a`` (current model, degraded frame), positive
-``p`` (current model, clean frame) and negative ``n`` (the sampled member, degraded frame) — the
-statistic is the pair of unbiased variances over all their pixels,
+  ``trigger_cooldown`` is the minimum number of steps between two forced refreshes (0 = none). The statistic
+  of a step is used only by that step's ``after_step``: a step that was skipped (non-finite) leaves nothing
+  behind for the next one. Data-parallel ranks average the statistic before deciding, so every rank refreshes
+  the same member at the same step and the queues stay identical.
+* **Storage.** A member is the depth network's state dict: floating-point *parameters* in ``storage_dtype``
+  (bf16 by default: the EMA is computed in fp32 and rounded once, a relative error ≤ 2⁻⁸ per weight, small next
+  to the anchor–negative differences SECL acts on; ``benchmarks/sec.py`` measures it), every *buffer* (BatchNorm
+  statistics, ``num_batches_tracked``) in its own dtype, because rounding a running variance would shift every
+  normalised activation. Members live on the compute device or, with ``offload``, on the CPU; one frozen fp32
+  *worker* network is loaded with the member in use (only when that member changed). Neither the worker nor the
+  stored tensors are parameters of any module the optimiser or the gradient all-reduce sees.
+* **Normalisation** (``norm``). ``batch`` (default): the worker's BatchNorm layers use the statistics of the
+  anchor's own batch, as the trained network does in its training pass (running statistics never updated), so
+  a member that holds the current weights reproduces the anchor exactly and J_AN measures only how far the
+  weights moved. ``running`` is the literal "eval mode"; its normalisation gap alone puts J_AN far above both
+  margins (docs/methods.md § SEC-Depth), so SECL's negative term would never act.
+* **Record.** The queue's state (members, ages, counts by reason, the age of every negative used and a log of
+  every refresh) is its ``state_dict`` (``get_extra_state``): checkpoints carry it, ``--resume`` restores it bit
+  for bit, and the SEC table reads the age distribution and refresh rate from a run's last checkpoint.
 
-    spread_an = Var(a − n),    spread_ap = Var(a − p),
-
-and the trigger fires when ``spread_an < trigger_ratio · spread_ap`` (``trigger_ratio`` = 1: the
-negative explains the anchor better than the clean view does, i.e. it is no longer a useful
-negative). Data-parallel ranks average the two variances before deciding, so every rank refreshes
-the same member at the same step and the queues stay identical. See :func:`spread_statistic`.
-
-**Storage.** A member is the depth network's state dict: floating-point *parameters* in
-``storage_dtype`` (bf16 by default: the EMA is computed in fp32 and rounded once, a relative error
-≤ 2⁻⁸ per weight; ``benchmarks/sec.py`` measures how far that moves a trained network's sigmoid
-disparity (``bf16_storage_error``) — far below the anchor–negative differences SECL acts on), every
-*buffer* (BatchNorm running statistics, ``num_batches_tracked``) kept in its own dtype (fp32), because
-running variances are small positive numbers whose rounding would shift every normalised activation.
-Members live on the compute device (``offload: false``) or on the CPU (``offload: true``); one fp32
-*worker* network on the compute device is loaded with a member when it is used (and only when the
-member it holds changed), so a j-member queue costs j bf16 copies + one fp32 network.
-
-The worker and the stored tensors are not parameters of any module the optimiser or the gradient
-all-reduce sees (those only see ``trainer.models``); the worker is frozen (``requires_grad=False``).
-
-**Normalisation (``norm``).** The anchor comes from the trained network's training pass, whose BatchNorm layers
-normalise with the statistics of the current batch. With ``norm: batch`` (default) the member does the same:
-it runs on the anchor's whole batch with batch statistics (running statistics never updated), so a member with
-the current weights reproduces the anchor and J_AN measures only how far the weights moved. ``norm: running``
-is the notes' literal eval mode (stored running statistics). On the world that normalisation gap alone is
-JS 0.11–0.61 for identical weights (``benchmarks/sec.py``, docs/results/sec.md), far above both margins
-(α1 ≤ 0.09 after the warm-up, α2 = 0.005): the negative term then never fires, and SEC-Depth reduces to
-JS(A, P). Under ``norm: running`` the S = 1 benchmark rows with and without the spread trigger ended with
-bit-identical weights (measured 2026-11-22).
-
-The queue's whole state is the module's ``state_dict`` (through ``get_extra_state``), so checkpoints carry it
-and ``--resume`` restores it bit for bit.
-
-**Output.** ``ctx.provide("latency_queue")`` returns ``None`` while the queue is still empty (warm-up),
-else a :class:`QueueNegative`: the sampled member's sigmoid disparity at full resolution on the
-degraded view (``disp``, no gradient) for the batch rows in ``rows`` (the samples that are degraded
-this step when ``degraded_only``, else all), the member index, and ``observe(anchor, positive)`` to
-feed the spread trigger. The member is drawn uniformly with ``ctx.generator``.
+**Output.** ``ctx.provide("latency_queue")`` is ``None`` while the queue is empty (warm-up), else a
+:class:`QueueNegative` for the member of this step, drawn uniformly from a generator seeded by the step (the same
+on every data-parallel rank, whatever its batch holds): ``disp(view)`` is that member's full-resolution sigmoid
+disparity on a view of the whole batch (no gradient; the loss selects its rows), and ``observe(...)`` hands this
+step's statistic to the trigger.
 """
 
 from __future__ import annotations
@@ -65,14 +60,17 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from robustdepth.config import ConfigError
 from robustdepth.priors.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext, TrainModels
 
 STORAGE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-STATE_VERSION = 1
+STATE_VERSION = 2
 NORMS = ("batch", "running")
+TRIGGERS = ("margin", "variance")
+REASONS = ("periodic", "forced")
 
 
 @dataclass
@@ -85,26 +83,27 @@ class LatencyQueueConfig(ProviderConfig):
     # warmup_steps >= 0 counts optimiser steps; < 0 uses warmup_epochs × steps per epoch.
     warmup_steps: int = -1
     warmup_epochs: float = 1.0
-    forced_refresh: bool = True  # the spread trigger (Algorithm 1)
-    trigger_ratio: float = 1.0  # fire when Var(a − n) < ratio · Var(a − p) (UNSPECIFIED statistic: see module doc)
-    trigger_cooldown: int = 0  # min steps between two forced refreshes (0 = literal Algorithm 1)
+    frozen: bool = False  # True: filled once after the warm-up, never refreshed (the frozen-queue control)
+    forced_refresh: bool = True  # refresh when the trigger fires (Algorithm 1)
+    # Trigger statistic (UNSPECIFIED in the paper): margin = J_AN < trigger_margin on a member at least
+    # trigger_min_age old, refreshing that member | variance = the notes' literal Var(a−n) < ratio·Var(a−p),
+    # refreshing the oldest (fires on nearly every SECL step: the queue then holds only the last steps).
+    trigger: str = "margin"
+    trigger_margin: float = 0.005  # margin trigger: fire when J_AN < this (SECL's α2)
+    trigger_min_age: int = -1  # margin trigger: a member younger than this cannot fire; -1 = T_u
+    trigger_ratio: float = 1.0  # variance trigger: fire when Var(a − n) < ratio · Var(a − p)
+    trigger_cooldown: int = 0  # min steps between two forced refreshes (0 = none)
     storage_dtype: str = "bf16"  # bf16 | fp16 | fp32 for stored parameters; buffers keep their dtype
     offload: bool = False  # keep members on the CPU and copy the used one to the device (large nets)
-    degraded_only: bool = True  # the negative covers only the samples that are degraded this step
-    # How members normalise (BatchNorm): "batch" = with the statistics of the anchor's own batch, as the trained
-    # network does in its training pass (running statistics untouched), so a member holding the current weights
-    # reproduces the anchor exactly (J_AN = 0); "running" = eval mode with the stored running statistics (the
-    # literal "eval mode" of the notes). With "running" the normalisation gap alone puts J_AN at 0.11 (clear)
-    # to 0.61 (night) for identical weights on the world, far above α1 and α2, so the negative term never fires
-    # (measured by benchmarks/sec.py: docs/results/sec.md).
+    # How members normalise (BatchNorm): batch = with the anchor's batch statistics (a member holding the current
+    # weights reproduces the anchor) | running = eval mode with stored statistics (docs/methods.md § SEC-Depth).
     norm: str = "batch"
-    # The member used at a step: "random" (uniform with ctx.generator, the paper: one sampled per step).
-    sample: str = "random"
+    sample: str = "random"  # the member used at a step: uniform, seeded by the step (the paper: one per step)
 
 
 @dataclass
 class SpreadStat:
-    """The spread trigger's statistic: Var(a − n) and Var(a − p) over the pixels of one step."""
+    """The variance trigger's statistic: Var(a − n) and Var(a − p) over the pixels of one step."""
 
     an: float
     ap: float
@@ -118,6 +117,19 @@ def spread_statistic(anchor: Tensor, positive: Tensor, negative: Tensor) -> Spre
     a = anchor.detach().float()
     return SpreadStat(an=float((a - negative.detach().float()).var()),
                       ap=float((a - positive.detach().float()).var()))
+
+
+@dataclass
+class Observation:
+    """What one SECL step saw: its step index (before the update), the member used and its age, the loss's
+    J_AN and J_AP (batch means), and the variance statistic."""
+
+    step: int
+    member: int
+    age: int
+    j_an: float
+    j_ap: float
+    spread: SpreadStat
 
 
 def batch_statistics_(net: nn.Module) -> nn.Module:
@@ -144,24 +156,29 @@ def ema_(stored: dict[str, Tensor], current: dict[str, Tensor], omega: float, fl
 
 @dataclass
 class QueueNegative:
-    """One step's negative: ``disp`` (R×1×H×W sigmoid disparity of member ``member`` on the degraded view,
-    no gradient) for the batch rows selected by ``rows`` (bool, length B)."""
+    """One step's negative: member ``member`` (``age`` steps old), run on demand on a view of the whole batch."""
 
-    disp: Tensor
-    rows: Tensor
     member: int
+    age: int
     queue: LatencyQueue = field(repr=False)
+    ctx: StepContext = field(repr=False)
 
-    def observe(self, anchor: Tensor, positive: Tensor) -> SpreadStat:
-        """Record the spread statistic of this step (anchor/positive for the same ``rows``) for the trigger."""
-        stat = spread_statistic(anchor, positive, self.disp)
-        self.queue.last_spread = stat
-        return stat
+    def disp(self, view: str) -> Tensor:
+        """B×1×H×W sigmoid disparity of the member on ``view`` (all rows, no gradient; once per step and view)."""
+        return self.ctx.memo(("latency_queue", self.member, view), lambda: self.queue.run_member(self.ctx, self.member,
+                                                                                                 view))
+
+    def observe(self, anchor: Tensor, positive: Tensor, negative: Tensor, j_an: float, j_ap: float) -> Observation:
+        """Record this step's statistic for the trigger (anchor/positive/negative: the rows the loss used)."""
+        obs = Observation(self.ctx.state.step, self.member, self.age, float(j_an), float(j_ap),
+                          spread_statistic(anchor, positive, negative))
+        self.queue.observation = obs
+        return obs
 
 
 @register_provider
 class LatencyQueue(Provider):
-    """Frozen past snapshots of the depth network for SEC-Depth (see the module docstring)."""
+    """Frozen snapshots of the depth network at earlier training stages (see the module docstring)."""
 
     name = "latency_queue"
     Config = LatencyQueueConfig
@@ -169,32 +186,34 @@ class LatencyQueue(Provider):
 
     def __init__(self, cfg: Any, root_cfg: Any) -> None:
         super().__init__(cfg, root_cfg)
-        if cfg.size < 1:
-            raise ValueError(f"providers.latency_queue.size={cfg.size}: need at least one member")
-        if cfg.refresh_every < 1:
-            raise ValueError(f"providers.latency_queue.refresh_every={cfg.refresh_every}: must be >= 1")
-        if not 0.0 <= cfg.omega < 1.0:
-            raise ValueError(f"providers.latency_queue.omega={cfg.omega}: must lie in [0, 1)")
-        if cfg.storage_dtype not in STORAGE_DTYPES:
-            raise ValueError(f"providers.latency_queue.storage_dtype={cfg.storage_dtype!r}: "
-                             f"use one of {sorted(STORAGE_DTYPES)}")
-        if cfg.norm not in NORMS:
-            raise ValueError(f"providers.latency_queue.norm={cfg.norm!r}: use one of {NORMS}")
-        if cfg.sample != "random":
-            raise ValueError(f"providers.latency_queue.sample={cfg.sample!r}: only 'random' is implemented")
+        checks = [(cfg.size >= 1, f"size={cfg.size}: need at least one member"),
+                  (cfg.refresh_every >= 1, f"refresh_every={cfg.refresh_every}: must be >= 1"),
+                  (0.0 <= cfg.omega < 1.0, f"omega={cfg.omega}: must lie in [0, 1)"),
+                  (cfg.storage_dtype in STORAGE_DTYPES,
+                   f"storage_dtype={cfg.storage_dtype!r}: use one of {sorted(STORAGE_DTYPES)}"),
+                  (cfg.norm in NORMS, f"norm={cfg.norm!r}: use one of {NORMS}"),
+                  (cfg.trigger in TRIGGERS, f"trigger={cfg.trigger!r}: use one of {TRIGGERS}"),
+                  (cfg.trigger_cooldown >= 0, f"trigger_cooldown={cfg.trigger_cooldown}: must be >= 0"),
+                  (cfg.sample == "random", f"sample={cfg.sample!r}: only 'random' is implemented")]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"providers.latency_queue.{message}")
         self.members: list[dict[str, Tensor]] = []
-        self.refreshed_at: list[int] = []  # step after which each member was last written
+        self.refreshed_at: list[int] = []  # optimiser steps done when each member was last written
         self.versions: list[int] = []  # bumps on every write (the worker reloads only on change)
         self.init_step = -1
         self.last_periodic = -1
         self.last_forced = -(10**9)
-        self.counts = {"periodic": 0, "forced": 0}
-        self.last_spread: SpreadStat | None = None
+        self.counts = {"periodic": 0, "forced": 0, "observed": 0}
+        self.negative_ages: list[int] = []  # age of the negative of every SECL step that was applied
+        self.refresh_log: list[tuple[int, int, str]] = []  # (steps done, member, reason) of every refresh
+        self.observation: Observation | None = None
         self._source: list[nn.Module] = []  # the trained depth net (a list: not a submodule)
         self._worker: list[nn.Module] = []  # frozen fp32 network that runs members (not a submodule)
         self._worker_holds: tuple[int, int] | None = None
         self._float_params: set[str] = set()
         self._device = torch.device("cpu")
+        self._seed = int(root_cfg.train.seed)
 
     # -- set-up --------------------------------------------------------------------------------------
     def setup(self, models: TrainModels) -> None:
@@ -224,6 +243,15 @@ class LatencyQueue(Provider):
             return int(self.cfg.warmup_steps)
         return round(self.cfg.warmup_epochs * steps_per_epoch)
 
+    @property
+    def min_age(self) -> int:
+        """Youngest member that may fire the margin trigger (``trigger_min_age``; -1 = T_u)."""
+        return int(self.cfg.refresh_every if self.cfg.trigger_min_age < 0 else self.cfg.trigger_min_age)
+
+    def age(self, member: int, step: int) -> int:
+        """Optimiser steps between member ``member``'s last write and ``step`` (steps done before this one)."""
+        return step - self.refreshed_at[member]
+
     # -- storage -------------------------------------------------------------------------------------
     def _storage_device(self) -> torch.device:
         return torch.device("cpu") if self.cfg.offload else self._device
@@ -247,13 +275,17 @@ class LatencyQueue(Provider):
         """Index of the member refreshed longest ago (lowest index on ties): round-robin replacement."""
         return min(range(len(self.members)), key=lambda k: (self.refreshed_at[k], k))
 
-    def refresh(self, step: int, member: int | None = None) -> int:
+    def refresh(self, step: int, member: int | None = None, reason: str = "periodic") -> int:
         """Apply θ*_k ← ω·θ*_k + (1 − ω)·θ to ``member`` (default: the oldest); returns its index."""
+        if reason not in REASONS:
+            raise ValueError(f"refresh reason {reason!r}: use one of {REASONS}")
         k = self.oldest() if member is None else member
         with torch.no_grad():
             ema_(self.members[k], self._source[0].state_dict(), float(self.cfg.omega), self._float_params)
         self.refreshed_at[k] = step
         self.versions[k] += 1
+        self.counts[reason] += 1
+        self.refresh_log.append((step, k, reason))
         return k
 
     # -- per step ------------------------------------------------------------------------------------
@@ -265,55 +297,77 @@ class LatencyQueue(Provider):
             self._worker_holds = (k, self.versions[k])
         return worker
 
-    def sample_member(self, generator: torch.Generator) -> int:
+    def sample_member(self, step: int) -> int:
+        """The member used at ``step``: uniform, from a generator seeded by (train.seed, step) — the same on every
+        data-parallel rank whatever its batch holds, and the same after a resume."""
+        generator = torch.Generator().manual_seed(self._seed * 1_000_003 + step)
         return int(torch.randint(len(self.members), (1,), generator=generator))
 
+    def run_member(self, ctx: StepContext, member: int, view: str) -> Tensor:
+        """Member ``member``'s full-resolution sigmoid disparity on ``view`` of the whole batch (no gradient):
+        the whole batch, so that with ``norm: batch`` BatchNorm sees the statistics the anchor saw."""
+        return ctx.run_depth(self._load_worker(member), ctx.image(view), grad=False).disp[0].detach()
+
     def forward(self, ctx: StepContext) -> QueueNegative | None:
-        """The sampled member's full-resolution sigmoid disparity on the degraded view (None before warm-up)."""
+        """This step's sampled member (None before the warm-up has filled the queue)."""
         if not self.ready:
             return None
-        k = self.sample_member(ctx.generator)
-        image = ctx.image("degraded")
-        rows = torch.ones(image.shape[0], dtype=torch.bool, device=image.device)
-        if self.cfg.degraded_only and "is_degraded" in ctx.batch:
-            rows = ctx.batch["is_degraded"].to(image.device).bool()
-        if not bool(rows.any()):
-            return None
-        if self.cfg.norm == "batch":  # the anchor's whole batch, so that BatchNorm sees the same statistics
-            disp = ctx.run_depth(self._load_worker(k), image, grad=False).disp[0][rows]
-        else:
-            disp = ctx.run_depth(self._load_worker(k), image[rows], grad=False).disp[0]
-        return QueueNegative(disp=disp.detach(), rows=rows, member=k, queue=self)
+        k = self.sample_member(ctx.state.step)
+        return QueueNegative(member=k, age=self.age(k, ctx.state.step), queue=self, ctx=ctx)
 
-    def _spread_fires(self, ctx: StepContext) -> bool:
-        """Trigger decision, identical on every data-parallel rank (variances averaged over ranks)."""
-        stat, self.last_spread = self.last_spread, None
-        values = torch.tensor([stat.an, stat.ap, 1.0] if stat else [0.0, 0.0, 0.0], dtype=torch.float64)
+    def _reduce(self, obs: Observation | None) -> tuple[float, float, float, int]:
+        """(J_AN, Var(a − n), Var(a − p)) averaged over the data-parallel ranks that observed this step, and how
+        many did (0: none). Every rank calls it on every step once the queue is filled."""
+        values = torch.tensor([obs.j_an, obs.spread.an, obs.spread.ap, 1.0] if obs else [0.0] * 4,
+                              dtype=torch.float64)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             values = values.to(self._device)
             dist.all_reduce(values)
             values = values.cpu()
-        an, ap, n = values.tolist()
-        return n > 0 and an < float(self.cfg.trigger_ratio) * ap
+        j_an, an, ap, n = values.tolist()
+        return (j_an / n, an / n, ap / n, int(n)) if n else (0.0, 0.0, 0.0, 0)
+
+    def _forced_member(self, j_an: float, an: float, ap: float, member: int, age: int) -> int | None:
+        """The member a forced refresh rewrites (see the module docstring), or None."""
+        if self.cfg.trigger == "variance":
+            return self.oldest() if an < float(self.cfg.trigger_ratio) * ap else None
+        fires = j_an < float(self.cfg.trigger_margin) and age >= self.min_age
+        return member if fires else None
 
     def after_step(self, ctx: StepContext) -> None:
-        """Fill the queue at the end of the warm-up; refresh periodically and on the spread trigger."""
+        """Fill the queue at the end of the warm-up; record the step's negative; refresh periodically and when
+        the trigger fires (only with a statistic observed at this very step). Identical on every rank: the
+        statistic is averaged over ranks, the member and its age are the same on every rank."""
         step = ctx.state.step + 1  # optimiser steps done, counting this one
+        obs, self.observation = self.observation, None
+        if obs is not None and obs.step != ctx.state.step:
+            obs = None  # left by a step that never reached after_step (skipped): not this step's statistic
         if not self.ready:
-            self.last_spread = None
             if step >= self.warmup_steps(ctx.state.steps_per_epoch):
                 self._initialise(step)
             return
-        forced = self._spread_fires(ctx) and self.cfg.forced_refresh \
-            and step - self.last_forced >= self.cfg.trigger_cooldown
+        j_an, an, ap, observed = self._reduce(obs)
+        forced = None
+        if observed:
+            member = self.sample_member(ctx.state.step)
+            age = self.age(member, ctx.state.step)
+            self.negative_ages.append(age)
+            self.counts["observed"] += 1
+            if self.cfg.forced_refresh and not self.cfg.frozen:
+                forced = self._forced_member(j_an, an, ap, member, age)
+        if self.cfg.frozen:
+            return
         if step - self.last_periodic >= self.cfg.refresh_every:
-            self.refresh(step)
+            self.refresh(step, reason="periodic")
             self.last_periodic = step
-            self.counts["periodic"] += 1
-        if forced:
-            self.refresh(step)
+        if forced is not None and step - self.last_forced >= self.cfg.trigger_cooldown:
+            self.refresh(step, forced, reason="forced")
             self.last_forced = step
-            self.counts["forced"] += 1
+
+    # -- record --------------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Counts by reason, the forced-refresh rate per SECL step and the negatives' ages (for the tables)."""
+        return queue_summary(self.get_extra_state())
 
     # -- checkpoints ---------------------------------------------------------------------------------
     def get_extra_state(self) -> dict[str, Any]:
@@ -321,11 +375,12 @@ class LatencyQueue(Provider):
         return {
             "version": STATE_VERSION, "members": self.members, "refreshed_at": list(self.refreshed_at),
             "versions": list(self.versions), "init_step": self.init_step, "last_periodic": self.last_periodic,
-            "last_forced": self.last_forced, "counts": dict(self.counts),
+            "last_forced": self.last_forced, "counts": dict(self.counts), "negative_ages": list(self.negative_ages),
+            "refresh_log": [list(event) for event in self.refresh_log], "trigger": self.cfg.trigger,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        if state.get("version") != STATE_VERSION:
+        if state.get("version") not in (1, STATE_VERSION):
             raise ValueError(f"latency_queue state version {state.get('version')!r} is not {STATE_VERSION}")
         members = state["members"]
         if members and len(members) != self.cfg.size:
@@ -337,9 +392,30 @@ class LatencyQueue(Provider):
         self.versions = [int(x) for x in state["versions"]]
         self.init_step, self.last_periodic = int(state["init_step"]), int(state["last_periodic"])
         self.last_forced = int(state["last_forced"])
-        self.counts = {k: int(v) for k, v in state["counts"].items()}
+        self.counts = {"periodic": 0, "forced": 0, "observed": 0, **{k: int(v) for k, v in state["counts"].items()}}
+        self.negative_ages = [int(x) for x in state.get("negative_ages", [])]  # version 1 kept no record
+        self.refresh_log = [(int(s), int(k), str(r)) for s, k, r in state.get("refresh_log", [])]
+        self.observation = None
         self._worker_holds = None
 
     def stored_bytes(self) -> int:
         """Bytes held by the stored members (the compact copies, not the worker)."""
         return sum(t.numel() * t.element_size() for m in self.members for t in m.values())
+
+
+def queue_summary(state: dict[str, Any]) -> dict[str, Any]:
+    """From a queue's extra state (a checkpoint's ``providers.latency_queue._extra_state``): refresh counts by
+    reason, SECL steps seen, the forced-refresh rate per SECL step, and the negatives' age distribution."""
+    counts = {k: int(v) for k, v in state.get("counts", {}).items()}
+    ages = sorted(int(a) for a in state.get("negative_ages", []))
+    observed = counts.get("observed", 0)
+    out: dict[str, Any] = {"counts": counts, "trigger": state.get("trigger", "variance"),
+                           "forced_rate": counts.get("forced", 0) / observed if observed else None,
+                           "negatives": len(ages)}
+    if ages:
+        def quantile(q: float) -> int:
+            return ages[min(len(ages) - 1, int(q * len(ages)))]
+
+        out["age"] = {"min": ages[0], "p10": quantile(0.1), "median": quantile(0.5), "p90": quantile(0.9),
+                      "max": ages[-1], "mean": sum(ages) / len(ages)}
+    return out
