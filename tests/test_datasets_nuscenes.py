@@ -114,3 +114,25 @@ def test_eval_nuscenes_md4all_reproduces_hand_metrics(tmp_path: Path) -> None:
     res = run_eval(ckpt, "nuscenes_md4all", tmp_path / "r.json", [])
     assert res["counts"] == {"night": 1, "day-clear": 1, "all": 2}
     assert_metrics(res["night"], hand_metrics([5, 10, 20], [10, 10, 10]))  # metric: no scaling
+
+
+def test_daytime_norm_reaches_every_network_input() -> None:
+    """Jittered inputs, the student's degraded input AND the un-jittered clean / degraded frames that the teacher
+    and L_c's clean pass see get the condition's statistics; the loss frames stay raw."""
+    import torch
+
+    from robustdepth.data.base import FrameItem
+    from robustdepth.data.nuscenes import DAYTIME_NORM, DaytimeNormHook, daytime_remap
+
+    g = torch.Generator().manual_seed(0)
+    clean, aug, degraded, degraded_aug = (torch.rand(3, 8, 8, generator=g) for _ in range(4))
+    sample = {("color", 0): clean.clone(), ("color_aug", 0): aug.clone(), "degraded": degraded.clone(),
+              "degraded_aug": degraded_aug.clone(), "is_degraded": True, "degraded_condition": "night"}
+    item = FrameItem(None, 0, "day-clear", {})  # type: ignore[arg-type]
+    DaytimeNormHook(DAYTIME_NORM["nuscenes"], train=True)(item, sample, g, False, lambda x: x)
+    day, night = DAYTIME_NORM["nuscenes"]["day"], DAYTIME_NORM["nuscenes"]["night"]
+    assert torch.equal(sample[("color", 0)], clean) and torch.equal(sample["degraded"], degraded)
+    assert torch.allclose(sample[("color_aug", 0)], daytime_remap(aug, *day))
+    assert torch.allclose(sample["clean_input"], daytime_remap(clean, *day))
+    assert torch.allclose(sample["degraded_aug"], daytime_remap(degraded_aug, *night))
+    assert torch.allclose(sample["degraded_input"], daytime_remap(degraded, *night))

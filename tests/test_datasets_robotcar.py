@@ -96,3 +96,21 @@ def test_eval_robotcar_md4all_reproduces_hand_metrics(tmp_path: Path) -> None:
     res = run_eval(ckpt, "robotcar_md4all", tmp_path / "r.json", [])
     assert res["counts"]["night"] == 1
     assert_metrics(res["night"], hand_metrics([5, 10, 40], [10, 10, 10]))
+
+
+def test_vo_poses_give_metric_translation_between_frames(tmp_path: Path) -> None:
+    """Velocity supervision on RobotCar: frame poses interpolated from vo/vo.csv at the image times (1 m / 0.1 s)."""
+    from robustdepth.data.robotcar import RobotCarSequence
+
+    run = tmp_path / RUN
+    (run / "stereo" / "left").mkdir(parents=True)
+    for stamp in (150_000, 350_000, 2_000_000):
+        (run / "stereo" / "left" / f"{stamp}.png").touch()
+    (run / "vo").mkdir()
+    rows = [f"{t + 100_000},{t},1.0,0,0,0,0,0" for t in range(0, 1_000_000, 100_000)]
+    (run / "vo" / "vo.csv").write_text("source,destination,x,y,z,roll,pitch,yaw\n" + "\n".join(rows) + "\n")
+    seq = RobotCarSequence(tmp_path, RUN, "stereo/left", tmp_path / "models")
+    p0, p1 = seq.pose(0), seq.pose(1)
+    assert np.linalg.norm(p1[:3, 3] - p0[:3, 3]) == pytest.approx(2.0)
+    assert seq.pose(2)[0, 3] == pytest.approx(10.0)  # after the last VO row: the nearest (last) VO pose
+    assert RobotCarSequence(tmp_path / "none", RUN, "stereo/left", tmp_path).pose(0) is None  # no VO at all

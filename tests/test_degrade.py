@@ -210,3 +210,71 @@ def test_opencv_and_kornia_filter_paths_agree(condition: str, monkeypatch: pytes
     monkeypatch.setattr(filters, "_use_cv", lambda _images: False)
     with_kornia = translate(images, condition, 0.7, generator=torch.Generator().manual_seed(0))
     assert (with_cv - with_kornia).abs().max() < 2e-3, condition
+
+
+def test_offline_supply_reads_md4all_style_translated_folders(tmp_path) -> None:
+    """md4all's rule: the translated copy is FOLDER/<frame path relative to data.root>, any size → resized; flips
+    follow the sample; a condition missing from the folders falls back to offline_root (here: an error)."""
+    import numpy as np
+    from PIL import Image
+
+    from robustdepth.config import ConfigError, load_config
+    from robustdepth.data import build_dataset
+    from tests.conftest import corridor_overrides, write_corridor_sequence
+
+    seq = write_corridor_sequence(tmp_path / "seq", frames=5)
+    night = tmp_path / "translated" / "night"
+    for frame in sorted(seq.glob("*.png")):
+        marked = np.full((128, 384, 3), 0, dtype=np.uint8)
+        marked[:, :192] = 200  # left half bright: tells a flipped copy apart
+        target = night / frame.relative_to(seq)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(marked).save(target)
+
+    def cfg(flip: float, rules: str = "[{condition: night, p: 1.0}]"):
+        return load_config("monodepth2", corridor_overrides(seq, **{
+            "degrade.mode": "offline", "degrade.translated_folders": f"{{night: {night}}}",
+            "degrade.rules": rules, "augment.flip_p": flip}))
+    sample = build_dataset(cfg(0.0), "train", train=True)[0]
+    assert sample["is_degraded"] and sample["degraded_condition"] == "night"
+    assert sample["degraded"].shape == sample[("color", 0)].shape == (3, 64, 192)
+    assert sample["degraded"][:, :, :90].mean() > 0.7 and sample["degraded"][:, :, 102:].mean() < 0.05
+    flipped = build_dataset(cfg(1.0), "train", train=True)[0]
+    assert torch.equal(flipped["degraded"], sample["degraded"].flip(-1))
+    with pytest.raises(ConfigError, match="rain"):
+        cfg(0.0, "[{condition: night, p: 0.5}, {condition: rain, p: 0.5}]")
+
+
+def test_bad_degrade_rules_in_a_recipe_are_config_errors() -> None:
+    from types import SimpleNamespace
+
+    from robustdepth.config import ConfigError
+    from robustdepth.degrade.supply import sampler_from_config
+
+    def rules(condition: str, p: float, severity=(1.0, 1.0)):
+        return SimpleNamespace(rules=[SimpleNamespace(condition=condition, p=p, severity=list(severity))])
+    with pytest.raises(ConfigError, match="degrade.rules: unknown degradation condition 'hail'"):
+        sampler_from_config(rules("hail", 0.5))
+    with pytest.raises(ConfigError, match="degrade.rules: probability"):
+        sampler_from_config(rules("night", 1.5))
+    with pytest.raises(ConfigError, match="degrade.rules: severity range"):
+        sampler_from_config(rules("night", 0.5, (0.9, 0.1)))
+
+
+def test_translator_training_inputs_fail_early_with_clear_messages(tmp_path) -> None:
+    from pathlib import Path
+
+    from robustdepth.config import ConfigError
+    from robustdepth.data.base import DataError
+    from robustdepth.degrade.learned_io import TranslatorTraining, parse_adverse, train_from_folders
+
+    assert parse_adverse(["night=a/b", "rain=c"]) == {"night": Path("a/b"), "rain": Path("c")}
+    with pytest.raises(ConfigError, match="CONDITION=FOLDER"):
+        parse_adverse(["night"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no_such_folder"):
+        train_from_folders(TranslatorTraining(clear=tmp_path / "no_such_folder", adverse={"night": tmp_path},
+                                              out=tmp_path / "out"))
+    with pytest.raises(DataError, match="holds no .png/.jpg"):
+        train_from_folders(TranslatorTraining(clear=tmp_path / "empty", adverse={"night": tmp_path / "empty"},
+                                              out=tmp_path / "out"))

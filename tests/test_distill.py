@@ -137,3 +137,66 @@ def test_kl_term_without_prior_names_the_command() -> None:
     cfg = small_cfg("losses.syn2real_kl.weight=0.001", "losses.syn2real_kl.prior_path=/nonexistent/day.json")
     with pytest.raises(FileNotFoundError, match="/nonexistent/day.json"):
         Syn2RealKLLoss(cfg.losses.syn2real_kl, cfg)
+
+
+def _two_scale_maps(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(1, 1, H, W, generator=g) * 0.8 + 0.1, torch.rand(1, 1, H // 2, W // 2, generator=g) * 0.8 + 0.1
+
+
+def test_distill_native_resolution_compares_each_scale_at_its_own_size() -> None:
+    """Default (official code): scale k of the student vs scale k of the teacher at 2^-k, non-constant maps."""
+    cfg = small_cfg()
+    assert cfg.losses.distill.resolution == "native"
+    s0, s1 = _two_scale_maps(1)
+    t0, t1 = _two_scale_maps(2)
+    net = SigmoidMaps([s0, s1])
+
+    def teacher(ctx: StepContext) -> TeacherPrediction:
+        out = DepthOutput(disp=[t0, t1], features=[], encoder_features=[torch.zeros(1, 1, H, W)] * 5)
+        return TeacherPrediction(ctx, out, ctx.image("clean"), None, 0.1, 100.0, "t")
+    ctx = make_ctx(net, FixedProviders({"teacher": teacher}), cfg=cfg)
+    value = DistillLoss(cfg.losses.distill, cfg)(ctx)
+
+    def d(sig: torch.Tensor) -> torch.Tensor:
+        return 1 / 100.0 + (1 / 0.1 - 1 / 100.0) * sig
+    native = sum(float(((d(s) - d(t)).abs() / d(s)).mean()) for s, t in ((s0, t0), (s1, t1))) / 2
+    assert value.item() == pytest.approx(native, rel=1e-5)
+    # the upsampled form is an option, and differs on non-constant maps
+    cfg_full = small_cfg("losses.distill.resolution=full")
+    ctx = make_ctx(SigmoidMaps([s0, s1]), FixedProviders({"teacher": teacher}), cfg=cfg_full)
+    full_value = DistillLoss(cfg_full.losses.distill, cfg_full)(ctx)
+
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, size=(H, W), mode="bilinear", align_corners=False)
+    full = (float(((d(s0) - d(t0)).abs() / d(s0)).mean())
+            + float(((d(up(s1)) - d(up(t1))).abs() / d(up(s1))).mean())) / 2
+    assert full_value.item() == pytest.approx(full, rel=1e-5)
+    assert abs(full - native) > 1e-4
+
+
+def test_distill_gradient_lowers_the_gap_and_teacher_is_detached() -> None:
+    cfg = small_cfg()
+    s0, s1 = _two_scale_maps(3)
+    t0, t1 = (x.clone().requires_grad_() for x in _two_scale_maps(4))
+    net = SigmoidMaps([s0, s1])
+
+    def teacher(ctx: StepContext) -> TeacherPrediction:
+        out = DepthOutput(disp=[t0, t1], features=[], encoder_features=[torch.zeros(1, 1, H, W)] * 5)
+        return TeacherPrediction(ctx, out, ctx.image("clean"), None, 0.1, 100.0, "t")
+    value = DistillLoss(cfg.losses.distill, cfg)(make_ctx(net, FixedProviders({"teacher": teacher}), cfg=cfg))
+    value.backward()
+    assert t0.grad is None and t1.grad is None
+    with torch.no_grad():  # a small step along −∇ lowers the loss
+        for p in net.logits:
+            p -= 0.05 * p.grad
+    again = DistillLoss(cfg.losses.distill, cfg)(make_ctx(net, FixedProviders({"teacher": teacher}), cfg=cfg))
+    assert again.item() < value.item()
+
+
+def test_distill_rejects_an_unknown_resolution() -> None:
+    from robustdepth.config import ConfigError
+
+    cfg = small_cfg("losses.distill.resolution=half")
+    with pytest.raises(ConfigError, match="losses.distill.resolution"):
+        DistillLoss(cfg.losses.distill, cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -165,3 +166,53 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
         OneStepTranslator.build_tiny()
     with pytest.raises(ImportError, match="peft"):
         OneStepTranslator.from_pretrained("/nonexistent")
+
+
+def test_translator_in_the_data_path_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """CLI: train on unpaired folders (real diffusers/peft classes, tiny random weights loaded from a local
+    diffusers directory), `degrade write --translator`, then the offline supply reads the written set."""
+    import numpy as np
+    from PIL import Image
+
+    from robustdepth.cli import main
+    from robustdepth.config import load_config
+    from robustdepth.data import build_dataset
+    from robustdepth.degrade.learned_io import load_trained_translator
+    from tests.conftest import corridor_overrides, write_corridor_sequence
+
+    base = tmp_path / "sd_tiny"
+    for name, component in tiny_components().items():
+        component.save_pretrained(str(base / name))
+    g = np.random.default_rng(0)
+    for folder, lo, hi in (("clear", 128, 255), ("night", 0, 80)):
+        (tmp_path / folder / "sub").mkdir(parents=True)
+        for i in range(2):
+            image = g.integers(lo, hi, (40, 56, 3), dtype=np.uint8)
+            Image.fromarray(image).save(tmp_path / folder / "sub" / f"{i}.png")
+    out = tmp_path / "translator"
+    assert main(["degrade", "train-translator", "--clear", str(tmp_path / "clear"), "--adverse",
+                 f"night={tmp_path / 'night'}", "--out", str(out), "--base", str(base), "--steps", "1",
+                 "--size", str(SIZE), str(SIZE), "--unet-rank", "8", "--vae-rank", "4", "--lr", "1e-3"]) == 0
+    assert (out / ADAPTER_FILE).is_file()
+    translator, manifest = load_trained_translator(out)
+    assert manifest["conditions"] == ["night"] and len(manifest["history"]["night"]) == 1
+    fresh = OneStepTranslator.from_pretrained(base, unet_rank=8, vae_rank=4)
+    assert any(not torch.equal(v, fresh.adapter_state_dict()[k]) for k, v in translator.adapter_state_dict().items())
+
+    seq = write_corridor_sequence(tmp_path / "seq", frames=5, height=64, width=96)
+    over = corridor_overrides(seq, **{"data.height": 64, "data.width": 96})
+    assert main(["degrade", "write", "monodepth2", *over, "--out", str(tmp_path / "set"), "--conditions", "night",
+                 "--translator", str(out)]) == 0
+    meta = json.loads((tmp_path / "set" / "degraded.json").read_text())
+    assert meta["translator"] == str(out) and meta["conditions"] == ["night"]
+    written = sorted((tmp_path / "set").rglob("night/*.png"))
+    assert len(written) == 3  # frames with both neighbours
+    cfg = load_config("monodepth2", [*over, "degrade.mode=offline", f"degrade.offline_root={tmp_path / 'set'}",
+                                     "degrade.rules=[{condition: night, p: 1.0}]", "augment.flip_p=0"])
+    sample = build_dataset(cfg, "train", train=True)[0]
+    expected = translator.translate(sample[("color", 0)][None], "night")[0]
+    assert sample["is_degraded"] and sample["degraded"].shape == (3, 64, 96)
+    assert (sample["degraded"] - expected).abs().max() <= 1 / 255 + 1e-6  # the translator's output, as 8-bit PNG
+    assert main(["degrade", "write", "monodepth2", *over, "--out", str(tmp_path / "set2"), "--conditions", "rain",
+                 "--translator", str(out)]) != 0
+    assert "trained for ['night']" in capsys.readouterr().err

@@ -6,13 +6,14 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from robustdepth.config import ConfigError, load_config, to_dict
 from robustdepth.networks import DepthNet
-from robustdepth.priors.depth_prior import DepthPrior, nearest_multiple
+from robustdepth.priors.depth_prior import DepthPrior, dav2_input_size, nearest_multiple, oracle_disparity
 from robustdepth.priors.histogram import compute_day_histogram
 from robustdepth.priors.histogram_cli import add_subparser
 from robustdepth.priors.teacher import DayModel, Teacher
@@ -143,3 +144,112 @@ def test_pipeline_trains_resumes_and_reuses_both_stages(corridor: Path, tmp_path
     # a stage folder holding another experiment is refused, not mixed
     with pytest.raises(ConfigError, match="another configuration"):
         run_pipeline(load_config("acdepth", [*overrides, "losses.ogd_rank.theta=0.3"]), run)
+
+
+def test_teacher_prior_is_the_teachers_relative_disparity_larger_when_closer() -> None:
+    """DepthPrior(source=teacher) = teacher scaled DISPARITY / median: larger where the teacher's depth is smaller."""
+    cfg = small_cfg("providers.depth_prior.enabled=true")
+    g = torch.Generator().manual_seed(0)
+    sigma = torch.rand(2, 1, 8, 16, generator=g) * 0.8 + 0.1
+    teacher = teacher_prediction_from(sigma, cfg)
+    prior = DepthPrior(cfg.providers.depth_prior, cfg)(make_ctx(torch.nn.Identity(), FixedProviders(
+        {"teacher": teacher}), batch_size=2, cfg=cfg))
+    lo, hi = cfg.model.min_depth, cfg.model.max_depth
+    disp = 1 / hi + (1 / lo - 1 / hi) * sigma
+    ratio = prior.disparity / disp
+    assert torch.allclose(ratio, ratio.flatten(1)[:, :1].view(2, 1, 1, 1).expand_as(ratio), rtol=1e-5)  # ∝ disparity
+    assert torch.allclose(prior.disparity.flatten(1).median(dim=1).values, torch.ones(2), rtol=1e-5)
+    depth = 1 / disp
+    near, far = depth.flatten().argmin(), depth.flatten().argmax()
+    assert prior.disparity.flatten()[near] > prior.disparity.flatten()[far]
+
+
+def teacher_prediction_from(sigma: torch.Tensor, cfg: Any) -> Any:
+    from robustdepth.networks import DepthOutput
+    from robustdepth.priors.teacher import TeacherPrediction
+
+    def make(ctx: Any) -> TeacherPrediction:
+        out = DepthOutput(disp=[sigma, sigma[..., ::2, ::2]], features=[], encoder_features=[])
+        return TeacherPrediction(ctx, out, ctx.image("clean"), None, cfg.model.min_depth, cfg.model.max_depth, "t")
+    return make
+
+
+def test_oracle_prior_orders_like_gt_but_is_not_metric_nor_full_resolution() -> None:
+    g = torch.Generator().manual_seed(0)
+    gt = torch.rand(2, 1, 16, 32, generator=g) * 40 + 2
+    gt[0, 0, :3] = 0.0  # sky
+    exact = oracle_disparity(gt, (16, 32), gamma=0.5, downsample=1, noise=0.0, shift=0.1)
+    valid = gt > 0
+    # monotone: closer GT → larger prior, for every pair of valid pixels of an image
+    for i in range(2):
+        d, s = gt[i][valid[i]], exact[i][valid[i]]
+        order = torch.argsort(d)
+        assert bool((s[order][1:] <= s[order][:-1] + 1e-6).all())
+    assert bool((exact[~valid] == 0.1).all())  # sky: the shift alone, the farthest value
+    # not metric: ratios of the prior are the ratios of 1/D raised to γ (θ-labels of near-equal depths differ)
+    unshifted = oracle_disparity(gt, (16, 32), gamma=0.5, downsample=1, noise=0.0, shift=0.0)
+    log_prior = unshifted[1][valid[1]].log()
+    log_disp = -gt[1][valid[1]].log()
+    assert torch.allclose(log_prior - log_prior[0], 0.5 * (log_disp - log_disp[0]), atol=1e-4)
+    # reduced resolution: a one-pixel spike is blurred away at downsample 4
+    spike = torch.full((1, 1, 16, 32), 20.0)
+    spike[0, 0, 8, 16] = 2.0
+    low = oracle_disparity(spike, (16, 32), downsample=4, shift=0.0)
+    high = oracle_disparity(spike, (16, 32), downsample=1, shift=0.0)
+    assert float(low[0, 0, 8, 16] / low[0, 0, 0, 0]) < 0.8 * float(high[0, 0, 8, 16] / high[0, 0, 0, 0])
+    # optional noise: changes values, reproducibly from the generator
+    noisy = [oracle_disparity(gt, (16, 32), noise=0.2, generator=torch.Generator().manual_seed(1)) for _ in range(2)]
+    assert torch.equal(noisy[0], noisy[1]) and not torch.allclose(noisy[0], oracle_disparity(gt, (16, 32)))
+
+
+def test_oracle_provider_reads_gt_from_the_batch_and_is_labelled_oracle() -> None:
+    cfg = small_cfg("providers.depth_prior.enabled=true", "providers.depth_prior.source=oracle",
+                    "data.load_depth_gt=true", "providers.depth_prior.oracle_downsample=1")
+    prior = DepthPrior(cfg.providers.depth_prior, cfg)
+    gt = torch.linspace(5, 50, 8 * 16).view(1, 1, 8, 16)
+    ctx = make_ctx(torch.nn.Identity(), FixedProviders(), cfg=cfg, extra={"depth_gt": gt})
+    out = prior(ctx)
+    assert "oracle" in out.source and out.disparity.shape == (1, 1, 8, 16)
+    assert out.disparity.flatten()[0] > out.disparity.flatten()[-1]  # nearest pixel first
+    with pytest.raises(ConfigError, match="ORACLE"):
+        DepthPrior(cfg.providers.depth_prior, small_cfg("providers.depth_prior.source=oracle"))
+
+
+def test_depth_anything_sees_the_raw_frame_at_322x574(tmp_path: Path) -> None:
+    folder = _tiny_depth_anything(tmp_path / "dav2")
+    cfg = small_cfg("providers.depth_prior.enabled=true", "providers.depth_prior.source=depth_anything",
+                    f"providers.depth_prior.path={folder}", "providers.depth_prior.normalise=none")
+    prior = DepthPrior(cfg.providers.depth_prior, cfg)
+    seen: list[torch.Tensor] = []
+    prior.model.register_forward_pre_hook(lambda _m, args, kwargs: seen.append(kwargs["pixel_values"]),
+                                          with_kwargs=True)
+    ctx = make_ctx(torch.nn.Identity(), FixedProviders(), cfg=cfg)
+    raw = torch.rand(1, 3, 64, 192)
+    ctx.batch[("color", 0)] = raw
+    ctx.batch["clean_input"] = raw * 0 - 5  # a daytime-normalised network input must not reach DAv2
+    prior(ctx)
+    assert tuple(seen[0].shape[-2:]) == (322, 574)
+    assert float(seen[0].min()) >= -0.01  # the raw frame in [0, 1], resized
+    cfg = small_cfg("providers.depth_prior.input_size=[]", "providers.depth_prior.enabled=true")
+    assert dav2_input_size(cfg.providers.depth_prior, 320, 576) == (322, 574)
+    assert dav2_input_size(cfg.providers.depth_prior, 64, 192) == (70, 196)
+
+
+def test_frozen_teacher_sees_the_normalisation_it_was_trained_with(tmp_path: Path, corridor: Path) -> None:
+    """Trained with daytime normalisation: the teacher sees the batch's "clean_input"; else the raw frame."""
+    shown: dict[bool, torch.Tensor] = {}
+    for daytime in (False, True):
+        overrides = corridor_overrides(corridor)
+        cfg_t = load_config("monodepth2", overrides)
+        stored = to_dict(cfg_t)
+        stored["data"]["options"] = {"daytime_norm": True} if daytime else {}
+        path = save_checkpoint(tmp_path / f"t{int(daytime)}" / "last.pt", {
+            "config": stored, "models": {"depth": DepthNet(18).state_dict()}, "step": 0, "total_steps": 0})
+        cfg = small_cfg("providers.teacher.enabled=true", f"providers.teacher.checkpoint={path}")
+        teacher = Teacher(cfg.providers.teacher, cfg)
+        ctx = make_ctx(torch.nn.Identity(), FixedProviders(), cfg=cfg)
+        ctx.batch[("color", 0)] = torch.rand(1, 3, 64, 96)
+        ctx.batch["clean_input"] = ctx.batch[("color", 0)] * 0.5 + 0.1
+        shown[daytime] = teacher(ctx).image
+        assert torch.equal(shown[daytime], ctx.batch["clean_input"] if daytime else ctx.batch[("color", 0)])
+        assert torch.equal(ctx.image("clean"), ctx.batch["clean_input"])  # what L_c's clean student pass sees

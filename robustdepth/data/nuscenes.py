@@ -372,10 +372,13 @@ def daytime_remap(image: torch.Tensor, mean: float, std: float) -> torch.Tensor:
 
 
 class DaytimeNormHook:
-    """md4all's daytime normalisation as a data option: network-input slots are remapped with the day or
-    night statistics of their (possibly translated) condition; loss slots (``("color", f)``) stay raw in
-    training. At evaluation ``("color", 0)`` — the runner's input — is remapped. The condition label is
-    needed at test time too (METHODS §6.3)."""
+    """md4all's daytime normalisation as a data option, applied to EVERY network input: the jittered slots,
+    the student's degraded input, and — as ``"clean_input"`` / ``"degraded_input"`` — the un-jittered clean and
+    degraded frames that the frozen teacher and the student's clean pass (ACDepth's L_c) see through
+    ``ctx.image("clean")``. Each is remapped with the day or night statistics of its (possibly translated)
+    condition; loss slots (``("color", f)``, ``"degraded"``) stay raw in training. At evaluation
+    ``("color", 0)`` — the runner's input — is remapped. The condition label is needed at test time too
+    (docs/methods.md § md4all-DD)."""
 
     def __init__(self, stats: dict[str, tuple[float, float]], train: bool) -> None:
         self.stats, self.train = stats, train
@@ -391,11 +394,13 @@ class DaytimeNormHook:
             return
         for key in [k for k in sample if isinstance(k, tuple) and k[0] == "color_aug"]:
             sample[key] = daytime_remap(sample[key], mean, std)
+        sample["clean_input"] = daytime_remap(sample[("color", 0)], mean, std)
         if "degraded_aug" in sample:
             condition = sample.get("degraded_condition", "clear")
             d_mean, d_std = self._stats(condition) if sample.get("is_degraded") else (mean, std)
             sample["degraded_aug"] = daytime_remap(sample["degraded_aug"], d_mean, d_std) \
                 if sample.get("is_degraded") else sample[("color_aug", 0)]
+            sample["degraded_input"] = daytime_remap(sample["degraded"], d_mean, d_std)
 
 
 @register_sample_hook

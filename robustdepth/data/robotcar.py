@@ -134,11 +134,15 @@ class RobotCarSequence(FrameSequence):
         return self.folder / f"{self.timestamps[index]}.png"
 
     def load_image(self, index: int, condition: str) -> Image.Image:
+        path = self.image_path(index, condition)
+        return self.crop_image(read_rgb(path), path)
+
+    def crop_image(self, img: Image.Image, path: Path) -> Image.Image:
+        """md4all's crop (top 768×1280) of a frame — or of its md4all-style translated copy (degrade supply)."""
         top, left, height, width = self.crop
-        img = read_rgb(self.image_path(index, condition))
         if img.height < top + height or img.width < left + width:
-            raise DataError(f"{self.image_path(index, condition)} is {img.width}×{img.height}, smaller than the "
-                            f"crop {width}×{height} at ({left}, {top})")
+            raise DataError(f"{path} is {img.width}×{img.height}, smaller than the crop {width}×{height} at "
+                            f"({left}, {top})")
         return img.crop((left, top, left + width, top + height))
 
     @cached_property
@@ -150,6 +154,29 @@ class RobotCarSequence(FrameSequence):
         K[0, 2] -= self.crop[1]
         K[1, 2] -= self.crop[0]
         return K.astype(np.float32)
+
+    @cached_property
+    def _vo(self) -> tuple[np.ndarray, np.ndarray, Slerp] | None:
+        """(VO timestamps, absolute poses, rotation interpolator), or None when the run has no vo/vo.csv."""
+        path = self.root / self.run / "vo" / "vo.csv"
+        if not path.is_file():
+            return None
+        stamps, poses = read_vo_poses(path)
+        return stamps, poses, Slerp(stamps.astype(np.float64), Rotation.from_matrix(poses[:, :3, :3]))
+
+    def pose(self, index: int) -> np.ndarray | None:
+        """4×4 pose of the frame in the run's VO frame, interpolated at the image timestamp (linear translation,
+        SLERP rotation) — what md4all's velocity loss reads as metric translation between frames. None when
+        the run has no VO. A frame outside the VO time range (the run's first or last instants) gets the nearest
+        VO pose, so every sample of a batch carries the same keys."""
+        if self._vo is None:
+            return None
+        stamps, poses, slerp = self._vo
+        t = float(np.clip(float(self.timestamps[index]), stamps[0], stamps[-1]))
+        out = np.eye(4)
+        out[:3, :3] = slerp([t]).as_matrix()[0]
+        out[:3, 3] = [np.interp(t, stamps, poses[:, axis, 3]) for axis in range(3)]
+        return out
 
     def gt_path(self, index: int) -> Path:
         return self.root / self.run / GT_SUBDIR / f"{self.timestamps[index]}.pcd.bin"

@@ -1,7 +1,7 @@
 """Learned weather translator hook: a one-step diffusion image-to-image model (img2img-turbo / CycleGAN-Turbo style).
 
 The model follows CycleGAN-Turbo (Parmar et al., 2024, ``GaParmar/img2img-turbo``), the generator ACDepth builds
-its night/rain training data with (METHODS.md §3 c-1):
+its night/rain training data with (docs/methods.md § ACDepth):
 
 * SD-Turbo components: a VAE (``AutoencoderKL``), a ``UNet2DConditionModel`` and a CLIP text encoder/tokenizer
   for one prompt per condition ("driving in the night", … and "driving in the day" for the clear source);

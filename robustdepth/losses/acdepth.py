@@ -1,16 +1,18 @@
-"""ACDepth's multi-granularity distillation (Jiang et al., IJCAI 2025; METHODS.md §3 c-4, c-5).
+"""ACDepth's multi-granularity distillation (Jiang et al., IJCAI 2025; docs/methods.md § ACDepth).
 
 ACDepth's total loss is L = L_d + 0.01·L_r + 0.02·L_c. L_d is md4all-DD's term, reused as is
 (``losses.distill``); this module adds
 
 * ``ogd_rank`` — Ordinal Guidance Distillation L_r: a logistic ranking loss on the student's DEPTH
   (5×5 box-averaged, zero padding) over pixel pairs whose ordinal label comes from a frozen
-  relative-depth prior (``providers.depth_prior``: DAv2, or the teacher by default). Pairs focus on
+  relative-depth prior (``providers.depth_prior``: DAv2 as the paper; the teacher by default, with which the
+  labels repeat L_d's target and OGD adds no knowledge; an *oracle* from GT on the embedded world). Pairs focus on
   where student and teacher disagree: the per-image top-5 % of U = |D_S − D_T|/(D_S + D_T) (kept with
   probability ``keep_ratio``), each paired with a random partner from 5 % of the other pixels, plus
   "global" pairs (1 % of positions, shared by the batch, paired with a permutation of themselves).
 * ``feature_consistency`` — L_c: L1 between the student's five encoder levels on its (degraded) input
-  and (i) its own detached features on the clean frame for translated samples (w1 = 1.0) and (ii) the
+  and (i) its own detached features on the clean frame (``ctx.image("clean")``: normalised like every other
+  network input when the data applies md4all's daytime normalisation) for translated samples (w1 = 1.0) and (ii) the
   teacher's features for all samples (w2 = 0.5). Active only after a start epoch (ACDepth:
   epoch > 15 of 25 on nuScenes) — expressed as an epoch or as a fraction of training.
 
