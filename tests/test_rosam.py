@@ -1,4 +1,5 @@
-"""RoSAMDepth maths: region statistics, AROM, ORE (the paper's counter-example), SRC, void handling, training."""
+"""RoSAMDepth maths: region statistics, AROM (planted outliers, a correct teacher), ORE (the paper's
+counter-example), SRC, void handling, training."""
 
 from __future__ import annotations
 
@@ -166,9 +167,46 @@ def test_arom_flags_planted_outliers_and_not_uniform_regions() -> None:
     assert (m[labels == 0] == 1).all(), "void pixels are never outliers"
     # L_rgl pulls the student towards μ mainly where the teacher is an outlier (relative σ floor 0.05, the default)
     d_s = torch.tensor(d)[None, None] + 0.05
-    grad = torch.autograd.functional.jacobian(lambda x: regional_gaussian_likelihood(x, arom, 0.05), d_s)[0, 0].abs()
+    grad = torch.autograd.functional.jacobian(lambda x: regional_gaussian_likelihood(x, arom), d_s)[0, 0].abs()
     assert grad[torch.from_numpy(planted)].min() > 10 * grad[torch.from_numpy(inliers)].max()
     assert (grad[torch.from_numpy(labels == 0)] == 0).all()
+
+
+def _checks_module():  # type: ignore[no-untyped-def]
+    """benchmarks/rosam_checks.py: the constructed road scene the false-positive measurement uses."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rosam_checks.py"
+    spec = importlib.util.spec_from_file_location("rosam_checks", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_arom_keeps_a_correct_teacher_unflagged_and_still_catches_planted_outliers() -> None:
+    """Perspective road + uniform cars + a slanted wall with the EXACT (and 1 %-noisy) inverse depth as the
+    teacher: the default AROM flags nothing; the paper's literal τ0 + λσ (λ 1, no σ floor) flags ≈4.7 % of the
+    road at 18–74 m and the noise tail of the cars. Planted 2×/0.5×/1.3× outliers inside the cars stay caught."""
+    rc = _checks_module()
+    for noise in (0.0, 0.01):
+        scene = rc.road_scene(height=96, width=320, noise=noise)
+        disp = np.where(scene["labels"] > 0, 1.0 / np.where(scene["depth"] > 0, scene["depth"], 1.0), 0.0)
+        new = adaptive_outlier_mask(torch.from_numpy(disp)[None, None], region_index(
+            torch.from_numpy(scene["labels"])[None], 4)).m_out
+        old = rc.arom_maps(disp, scene["labels"], rc.OLD).m_out
+        for part in ("road", "ground", "cars", "wall"):
+            assert rc.flagged(new, scene[part]) < 0.002, (noise, part)
+        assert rc.flagged(old, scene["road"]) > 0.02, "the literal threshold flags the far road"
+        if noise:
+            assert rc.flagged(old, scene["cars"]) > 0.02, "without the σ floor the noise tail of a car is flagged"
+    for factor, size in ((2.0, 3), (0.5, 3), (1.3, 1)):
+        scene = rc.road_scene(noise=0.01)  # 192×640: the farthest car has 238 px (a 3×3 cluster is 4 % of it)
+        disp, planted = rc.plant_outliers(scene, factor, size)
+        assert planted.sum() >= 4
+        m = adaptive_outlier_mask(torch.from_numpy(disp)[None, None],
+                                  region_index(torch.from_numpy(scene["labels"])[None], 4)).m_out
+        assert rc.flagged(m, planted) > 0.9, (factor, size)
+        assert rc.flagged(m, scene["cars"] & ~planted) < 0.01
 
 
 # ----------------------------------------------------------------------------------------------- SRC

@@ -1,14 +1,17 @@
-"""RoSAMDepth (Gao et al., CVPR 2026): object-level priors for robust distillation (METHODS.md §5).
+"""RoSAMDepth (Gao et al., CVPR 2026): object-level priors for robust distillation (docs/methods.md § RoSAMDepth).
 
 Offline object masks (``robustdepth priors masks``, batch slot ``"masks"``: B×H×W int64, 0 = void)
 enter training in three ways, on top of Syn2Real's real-adaptation stage:
 
 * **SRC** (``rosam_src``): unit-normalised decoder features of each scale are pulled towards their
   region's prototype (the re-normalised mean feature, on the sphere) and pushed from the other regions'
-  of the same image — InfoNCE with temperature τ_c.
-* **AROM** (``providers.rosam``): per image and region, mean μ and std σ of the teacher's inverse depth;
-  δ = |d_t − μ|/σ, adaptive threshold τ = τ0 + λσ, outlier mask M_out = 1 − S((S(δ − τ) − 0.5)/κ).
-  **L_rgl** (``rosam_rgl``) = mean (1 − M_out)·(d_s − μ)²/σ² pulls outliers towards their region's statistics.
+  of the same image — InfoNCE with temperature τ_c, divided per image by log R (R = its regions), so the
+  loss at chance is 1 whatever the segmenter's region count and λ1 means the same for every segmenter.
+* **AROM** (``providers.rosam``): per image and region, mean μ and std σ of the teacher's inverse depth,
+  σ' = max(σ, s_f·μ) + ε; δ = |d_t − μ|/σ'; adaptive threshold τ = τ0 + λ·σ/μ (a z-score plus a
+  dimensionless spread, both unit-free: the paper's τ0 + λσ adds disparity units to a z-score);
+  outlier mask M_out = 1 − S((S(δ − τ) − 0.5)/κ).
+  **L_rgl** (``rosam_rgl``) = mean (1 − M_out)·(d_s − μ)²/σ'² pulls outliers towards their region's statistics.
 * **ORE** (``providers.rosam``): the photometric error of the teacher's depth and pose (min over sources,
   no auto-masking), averaged per region and compared with the image mean: R = exp(−β·max(0, ē_r − ē)/ē),
   W_rel = R + ε. A wrongly scaled but uniform object has low error at most of its pixels (false pixel-level
@@ -18,7 +21,8 @@ enter training in three ways, on top of Syn2Real's real-adaptation stage:
 Region statistics use ``index_add`` over (image, region) ids — never a Python loop over regions. Void
 pixels (label 0) never contribute: M_out = 1, W_rel = 1, no L_rgl, no SRC. Every scale's disparity is
 upsampled to the input resolution (as Syn2Real's L_cd here), so the full-resolution maps apply at every
-k; SRC works at each decoder scale's own resolution with the masks resized by nearest neighbour.
+k; SRC works at each decoder scale's own resolution with the masks resized by centre-sampled nearest
+neighbour (:func:`robustdepth.priors.masks.nearest_resize`, the rule every mask resize here uses).
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from robustdepth.config import ConfigError
 from robustdepth.geometry import Camera, Pose, warp
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 from robustdepth.losses.distill import relative_l1
 from robustdepth.losses.photometric import photometric_error
 from robustdepth.losses.syn2real import consistency_weight
-from robustdepth.priors import masks as _masks  # noqa: F401  (registers providers.masks and its sample hook)
+from robustdepth.priors import masks as _masks  # registers providers.masks and its sample hook
 from robustdepth.priors.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:
@@ -145,11 +150,16 @@ def to_pixels(per_region: Tensor, index: RegionIndex, fill: float) -> Tensor:
 
 
 def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
-    """Nearest-neighbour resize of B×H×W integer labels (exact for labels < 2²⁴)."""
+    """Nearest-neighbour resize of B×H×W integer labels, sampling each output cell at its CENTRE.
+
+    The same rule as :func:`robustdepth.priors.masks.nearest_resize` (which it calls), so masks resized
+    for a decoder scale line up with the cells that scale's features describe (legacy ``nearest`` takes
+    the top-left input pixel of each cell, half a cell off).
+    """
     labels = _labels_bhw(labels)
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
-    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+    return _masks.nearest_resize(labels, int(size[0]), int(size[1]))
 
 
 # ------------------------------------------------------------------------------------------------- AROM
@@ -157,12 +167,17 @@ def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
 
 @dataclass
 class AromMaps:
-    """AROM outputs at the labels' resolution (B×1×H×W): outlier mask, region mean and std (σ + eps)."""
+    """AROM outputs at the labels' resolution (B×1×H×W): outlier mask, region mean, the σ' that δ and
+    L_rgl divide by, and the threshold τ."""
 
     m_out: Tensor
     mu: Tensor
     sigma: Tensor
     valid: Tensor  # B×1×H×W bool: pixel is in a kept region
+    tau: Tensor
+
+
+THRESHOLD_UNITS = ("relative", "disparity")
 
 
 def sharpened_outlier_mask(delta: Tensor, tau: Tensor, kappa: float) -> Tensor:
@@ -170,32 +185,56 @@ def sharpened_outlier_mask(delta: Tensor, tau: Tensor, kappa: float) -> Tensor:
     return 1.0 - torch.sigmoid((torch.sigmoid(delta - tau) - 0.5) / kappa)
 
 
-def adaptive_outlier_mask(d_teacher: Tensor, index: RegionIndex, tau0: float = 2.0, lam: float = 1.0,
-                          kappa: float = 0.05, sigma_eps: float = 1e-6) -> AromMaps:
-    """AROM on the teacher's scaled inverse depth (no gradient). Void pixels: M_out = 1, μ = d_t, σ = 1."""
+def arom_threshold(mean: Tensor, std: Tensor, tau0: float, lam: float, units: str = "relative") -> Tensor:
+    """Per-region threshold τ on the z-score δ.
+
+    ``relative`` (ours): τ = τ0 + λ·σ/|μ| — the region's coefficient of variation, dimensionless like δ, and
+    invariant to the teacher's (mono) scale; a region whose inverse depth legitimately spreads (a road in
+    perspective) is judged more leniently than a uniform object (σ/μ ≈ 0). ``disparity``: the paper's
+    literal τ = τ0 + λσ, which adds disparity units to a z-score (kept for comparison).
+    """
+    if units == "relative":
+        return tau0 + lam * std / mean.abs().clamp(min=1e-12)
+    if units == "disparity":
+        return tau0 + lam * std
+    raise ConfigError(f"providers.rosam.threshold_units={units!r}: use one of {THRESHOLD_UNITS}")
+
+
+def adaptive_outlier_mask(d_teacher: Tensor, index: RegionIndex, tau0: float = 2.0, lam: float = 6.0,
+                          kappa: float = 0.05, sigma_eps: float = 1e-6, sigma_floor: float = 0.05,
+                          threshold_units: str = "relative") -> AromMaps:
+    """AROM on the teacher's scaled inverse depth (no gradient). Void pixels: M_out = 1, μ = d_t, σ' = 1.
+
+    δ = |d_t − μ|/σ' with σ' = max(σ, ``sigma_floor``·|μ|) + ``sigma_eps``: the floor keeps the noise
+    tail of a near-uniform region (σ → 0, where a z-score rule flags the tail of the noise) from counting as
+    outliers — a pixel must deviate by more than τ·floor relative to its region to be flagged. The
+    threshold's spread term uses the raw σ (:func:`arom_threshold`).
+    """
     with torch.no_grad():
         d_t = d_teacher.detach()
         mean, std = region_mean_std(d_t, index)
+        tau_r = arom_threshold(mean, std, tau0, lam, threshold_units)
+        sigma_r = torch.maximum(std, sigma_floor * mean.abs()) + sigma_eps
         mu = to_pixels(mean, index, 0.0)
-        sigma = to_pixels(std + sigma_eps, index, 1.0)
+        sigma = to_pixels(sigma_r, index, 1.0)
+        tau = to_pixels(tau_r, index, float(tau0))
         valid = index.valid.unsqueeze(1)
         mu = torch.where(valid, mu, d_t)
         delta = (d_t - mu).abs() / sigma
-        m_out = sharpened_outlier_mask(delta, tau0 + lam * sigma, kappa)
+        m_out = sharpened_outlier_mask(delta, tau, kappa)
         m_out = torch.where(valid, m_out, torch.ones_like(m_out))
-    return AromMaps(m_out, mu, sigma, valid)
+    return AromMaps(m_out, mu, sigma, valid, tau)
 
 
-def regional_gaussian_likelihood(d_student: Tensor, arom: AromMaps, sigma_floor: float = 0.0) -> Tensor:
-    """L_rgl = mean_p (1 − M_out)·(d_s − μ)²/σ'² over all pixels, σ' = max(σ, floor·μ); void pixels give 0.
+def regional_gaussian_likelihood(d_student: Tensor, arom: AromMaps) -> Tensor:
+    """L_rgl = mean_p (1 − M_out)·(d_s − μ)²/σ'² over all pixels (σ' = AROM's floored σ); void pixels give 0.
 
-    ``sigma_floor`` is relative to the region's mean inverse depth (0 = the literal formula). It bounds
-    1/σ² in near-constant regions: there the sharpened sigmoid still leaves 1 − M_out ≈ 5e-4 at inliers
-    (S(−τ0) = 0.12 is not 0), and with σ ≈ 1e-6 that leak would dominate the loss and its gradient.
-    Relative, because disparity errors are judged relatively throughout (|d_s − d_t|/d_s).
+    The floor (``providers.rosam.sigma_floor``, relative to μ) bounds 1/σ² in near-constant regions: there
+    the sharpened sigmoid still leaves 1 − M_out ≈ 5e-4 at inliers, and with σ ≈ 1e-6 that leak would
+    dominate the loss and its gradient (its effect: docs/results/rosam.md, "σ-floor"). Gradient flows to
+    ``d_student`` only; M_out, μ, σ' are the teacher's (no gradient).
     """
-    sigma = torch.maximum(arom.sigma, sigma_floor * arom.mu.abs()) if sigma_floor > 0 else arom.sigma
-    per_pixel = (1.0 - arom.m_out) * (d_student - arom.mu) ** 2 / sigma**2
+    per_pixel = (1.0 - arom.m_out) * (d_student - arom.mu) ** 2 / arom.sigma**2
     return torch.where(arom.valid, per_pixel, torch.zeros_like(per_pixel)).mean()
 
 
@@ -239,12 +278,17 @@ def _sample_pixels(index: RegionIndex, max_pixels: int, generator: torch.Generat
 
 
 def region_contrast(features: Tensor, labels: Tensor, generator: torch.Generator, temperature: float = 0.1,
-                    max_pixels: int = 4096, min_region_pixels: int = 4,
-                    detach_prototypes: bool = False) -> Tensor | None:
+                    max_pixels: int = 4096, min_region_pixels: int = 4, detach_prototypes: bool = False,
+                    normalise_by_regions: bool = True) -> Tensor | None:
     """SRC at one scale: InfoNCE between sampled unit features and their image's region prototypes.
 
     ``features`` B×C×h×w, ``labels`` B×h×w (already at this resolution). Prototypes use *every* pixel of a
     region; the loss averages over the sampled pixels of all images. None when no region survives.
+
+    ``normalise_by_regions`` divides each pixel's cross-entropy by log R of its image (R = kept regions;
+    images with one region contribute 0): InfoNCE at chance is log R, so without it λ1 acts harder on a
+    segmenter that makes many regions than on one that makes few, and its value is not comparable across
+    segmenters (docs/methods.md § RoSAMDepth).
     """
     if features.shape[0] != labels.shape[0] or features.shape[-2:] != labels.shape[-2:]:
         raise ValueError(f"SRC: features {tuple(features.shape)} and labels {tuple(labels.shape)} do not align")
@@ -268,20 +312,35 @@ def region_contrast(features: Tensor, labels: Tensor, generator: torch.Generator
     logits = torch.bmm(sampled, padded.transpose(1, 2)) / temperature  # B×n×R
     logits = logits.masked_fill(~present[:, None, :], float("-inf"))
     target = index.local[ids.gather(1, chosen).clamp(min=0)]
-    return F.cross_entropy(logits[chosen_valid], target[chosen_valid])
+    per_pixel = F.cross_entropy(logits[chosen_valid], target[chosen_valid], reduction="none")
+    if normalise_by_regions:
+        regions = present.sum(1).float()  # R per image
+        scale = torch.where(regions > 1, regions.log(), torch.ones_like(regions))
+        per_pixel = per_pixel / scale[:, None].expand_as(chosen)[chosen_valid]
+    return per_pixel.mean()
 
 
 # ------------------------------------------------------------------------------------------ the provider
 
+ORE_DEPTHS = ("teacher", "student")
+ORE_POSES = ("auto", "teacher", "day_model", "student")
+
 
 @dataclass
 class RosamConfig(ProviderConfig):
-    """AROM and ORE settings shared by ``rosam_distill`` and ``rosam_rgl`` (METHODS.md §5 c)."""
+    """AROM and ORE settings shared by ``rosam_distill`` and ``rosam_rgl`` (docs/methods.md § RoSAMDepth)."""
 
-    tau0: float = 2.0  # UNSPECIFIED (suggested): AROM base threshold, a "2σ" rule
-    lam: float = 1.0  # UNSPECIFIED (suggested): τ = τ0 + λσ; σ is in disparity units, tune λ against typical σ_i
+    tau0: float = 2.0  # UNSPECIFIED (suggested): AROM base threshold on the z-score δ, a "2σ" rule
+    # UNSPECIFIED (ours): τ = τ0 + λ·σ/μ (threshold_units=relative; the paper's τ0 + λσ = disparity). λ = 6 keeps
+    # a correct teacher's perspective road unflagged (its σ/μ lifts τ above the road's largest z-scores) while
+    # planted intra-object outliers stay flagged — docs/results/rosam.md, "AROM on a correct teacher".
+    lam: float = 6.0
+    threshold_units: str = "relative"
     kappa: float = 0.05  # UNSPECIFIED (suggested): sharpening S_κ(u) = S((u − 0.5)/κ)
     sigma_eps: float = 1e-6  # UNSPECIFIED (suggested): added to σ (single-pixel regions have σ = 0)
+    # UNSPECIFIED (ours): δ and L_rgl divide by σ' = max(σ, sigma_floor·μ): a near-uniform region's noise tail
+    # is not an outlier, and 1/σ² stays bounded (0 = the literal formula).
+    sigma_floor: float = 0.05
     # UNSPECIFIED (ours): regions with fewer pixels are void for AROM/L_rgl/ORE — σ of 1–3 pixels is
     # meaningless and σ ≈ 1e-6 makes (d_s − μ)²/σ² explode even with 1 − M_out ≈ 5e-4.
     min_region_pixels: int = 4
@@ -319,7 +378,8 @@ class RegionPriors:
     @cached_property
     def arom(self) -> AromMaps:
         cfg = self.cfg
-        return adaptive_outlier_mask(self.teacher_disp, self.index, cfg.tau0, cfg.lam, cfg.kappa, cfg.sigma_eps)
+        return adaptive_outlier_mask(self.teacher_disp, self.index, cfg.tau0, cfg.lam, cfg.kappa, cfg.sigma_eps,
+                                     cfg.sigma_floor, cfg.threshold_units)
 
     @cached_property
     def photometric(self) -> Tensor:
@@ -335,16 +395,30 @@ class RegionPriors:
                                          [Pose(p.matrix.detach()) for p in poses], ctx.camera(0),
                                          float(self.cfg.ore_ssim_alpha))
 
+    def pose_source(self) -> str:
+        """The provider whose pose net ORE uses; ConfigError when that frozen model has none.
+
+        ``auto``: the teacher's when its checkpoint has a pose net, else Φ_day's (when enabled).
+        """
+        ctx, which = self.ctx, str(self.cfg.ore_pose)
+        if which == "student":
+            return which
+        if which == "auto":
+            which = "teacher"
+            if not ctx.provide("teacher").has_pose and ctx.cfg.providers.day_model.enabled:
+                which = "day_model"
+        if not ctx.provide(which).has_pose:
+            raise ConfigError(f"providers.rosam.ore_pose={self.cfg.ore_pose}: ORE needs poses, and the {which} "
+                              f"checkpoint ({ctx.provide(which).source}) has no pose network; give a checkpoint "
+                              "with models.pose, enable providers.day_model, or set providers.rosam.ore_pose=student")
+        return which
+
     def pose(self, frame_id: int) -> Pose:
         """T_target→source for ORE's warp, from the pose net ``providers.rosam.ore_pose`` names."""
-        ctx, which = self.ctx, self.cfg.ore_pose
+        which = self.pose_source()
         if which == "student":
-            return ctx.pose(frame_id)
-        if which == "auto":
-            teacher = ctx.provide("teacher")
-            has_pose = getattr(teacher, "_pose_net", None) is not None
-            which = "teacher" if has_pose or not ctx.cfg.providers.day_model.enabled else "day_model"
-        return ctx.provide(which).pose(frame_id)
+            return self.ctx.pose(frame_id)
+        return self.ctx.provide(which).pose(frame_id)
 
     @cached_property
     def w_rel(self) -> Tensor:
@@ -360,16 +434,18 @@ class RosamPriors(Provider):
 
     def __init__(self, cfg: Any, root_cfg: Any) -> None:
         super().__init__(cfg, root_cfg)
-        if cfg.ore_depth not in ("teacher", "student"):
-            raise ValueError(f"providers.rosam.ore_depth={cfg.ore_depth!r}: use teacher or student")
-        if cfg.ore_pose not in ("auto", "teacher", "day_model", "student"):
-            raise ValueError(f"providers.rosam.ore_pose={cfg.ore_pose!r}: use auto, teacher, day_model or student")
-        if cfg.min_region_pixels < 1 or cfg.kappa <= 0:
-            raise ValueError(f"providers.rosam: need min_region_pixels >= 1 and kappa > 0, got "
-                             f"{cfg.min_region_pixels} and {cfg.kappa}")
+        if cfg.ore_depth not in ORE_DEPTHS:
+            raise ConfigError(f"providers.rosam.ore_depth={cfg.ore_depth!r}: use one of {ORE_DEPTHS}")
+        if cfg.ore_pose not in ORE_POSES:
+            raise ConfigError(f"providers.rosam.ore_pose={cfg.ore_pose!r}: use one of {ORE_POSES}")
+        if cfg.threshold_units not in THRESHOLD_UNITS:
+            raise ConfigError(f"providers.rosam.threshold_units={cfg.threshold_units!r}: use one of {THRESHOLD_UNITS}")
+        if cfg.min_region_pixels < 1 or cfg.kappa <= 0 or cfg.sigma_floor < 0:
+            raise ConfigError(f"providers.rosam: need min_region_pixels >= 1, kappa > 0 and sigma_floor >= 0, got "
+                              f"{cfg.min_region_pixels}, {cfg.kappa} and {cfg.sigma_floor}")
         for needed in ("masks", "teacher"):
             if not root_cfg.providers[needed].enabled:
-                raise ValueError(f"providers.rosam needs providers.{needed}.enabled=true")
+                raise ConfigError(f"providers.rosam needs providers.{needed}.enabled=true")
 
     def forward(self, ctx: StepContext) -> RegionPriors:
         return RegionPriors(ctx, self.cfg)
@@ -387,6 +463,20 @@ class RosamDistillConfig(TermConfig):
     cst_beta: float = 1.0  # W_cst β (Syn2Real code: 1)
     cst_eps: float = 1.0  # W_cst ε (Syn2Real code: 1)
     view: str = "input"
+
+
+def robust_distillation(d_students: list[Tensor], d_teachers: list[Tensor], shared: Tensor,
+                        cst_weights: list[Tensor] | None) -> Tensor:
+    """L_d = (1/K) Σ_k mean_p shared·W_cst,k·|d_s,k − d_t,k|/d_s,k — the kernel of ``rosam_distill``.
+
+    ``shared`` = M_out·W_rel (or ones), ``cst_weights`` the per-scale W_cst (None = off); every weight and
+    the teachers carry no gradient, the student gets it through both |d_s − d_t| and the 1/d_s normaliser.
+    """
+    total = torch.zeros((), device=shared.device)
+    for k, (d_s, d_t) in enumerate(zip(d_students, d_teachers)):
+        weight = shared.detach() if cst_weights is None else shared.detach() * cst_weights[k].detach()
+        total = total + (weight * relative_l1(d_s, d_t)).mean()
+    return total / len(d_students)
 
 
 @register_loss
@@ -410,29 +500,26 @@ class RosamDistillLoss(LossTerm):
         logs: dict[str, float] = {}
         if cfg.use_arom:
             shared = shared * priors.arom.m_out
-            logs["m_out"] = float(priors.arom.m_out.mean())
+            logs["m_out"] = float(priors.arom.m_out.detach().mean())
         if cfg.use_ore:
             shared = shared * priors.w_rel
-            logs["w_rel"] = float(priors.w_rel.mean())
-        total = torch.zeros((), device=ctx.device)
-        for k in ctx.scales:
-            d_t = teacher.scaled_disp(k)
-            weight = shared
-            if cfg.use_cst:
-                weight = weight * consistency_weight(d_t, ctx.provide("day_model").scaled_disp(k),
-                                                     cfg.cst_beta, cfg.cst_eps)
-            total = total + (weight * relative_l1(ctx.scaled_disp_full(cfg.view, k), d_t)).mean()
-        return total / len(ctx.scales), logs
+            logs["w_rel"] = float(priors.w_rel.detach().mean())
+        d_t = [teacher.scaled_disp(k) for k in ctx.scales]
+        cst = None
+        if cfg.use_cst:
+            day = ctx.provide("day_model")
+            cst = [consistency_weight(t, day.scaled_disp(k), cfg.cst_beta, cfg.cst_eps)
+                   for t, k in zip(d_t, ctx.scales)]
+            logs["w_cst"] = float(sum(float(w.mean()) for w in cst) / len(cst))
+        d_s = [ctx.scaled_disp_full(cfg.view, k) for k in ctx.scales]
+        return robust_distillation(d_s, d_t, shared, cst), logs
 
 
 @dataclass
 class RosamRglConfig(TermConfig):
     weight: float = 0.0  # λ2, UNSPECIFIED (suggested): 0.01
     all_scales: bool = True  # UNSPECIFIED (ours): average over every scale (upsampled) as L_d; false = scale 0 only
-    # UNSPECIFIED (ours): L_rgl divides by max(σ, sigma_floor·μ) (0 = the literal formula). Without a floor
-    # the sigmoid's ≈5e-4 leak at inliers of near-constant regions (σ ≈ 1e-6) dominates the loss.
-    sigma_floor: float = 0.05
-    view: str = "input"
+    view: str = "input"  # σ' (and its floor, providers.rosam.sigma_floor) is AROM's: one σ for δ and L_rgl
 
 
 @register_loss
@@ -446,20 +533,22 @@ class RosamRglLoss(LossTerm):
     def forward(self, ctx: StepContext) -> Tensor:
         arom = ctx.provide("rosam").arom
         scales = ctx.scales if self.cfg.all_scales else [0]
-        total = sum(regional_gaussian_likelihood(ctx.scaled_disp_full(self.cfg.view, k), arom, self.cfg.sigma_floor)
-                    for k in scales)
+        total = sum(regional_gaussian_likelihood(ctx.scaled_disp_full(self.cfg.view, k), arom) for k in scales)
         return total / len(scales)
 
 
 @dataclass
 class RosamSrcConfig(TermConfig):
-    weight: float = 0.0  # λ1, UNSPECIFIED (suggested): 0.05
+    weight: float = 0.0  # λ1, UNSPECIFIED (suggested): 0.05 (on the region-count-normalised loss below)
     temperature: float = 0.1  # UNSPECIFIED (suggested): τ_c
     # UNSPECIFIED (suggested): the four decoder upconv outputs (1/1, 1/2, 1/4, 1/8) = model scales 0..3
     scales: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     max_pixels: int = 4096  # UNSPECIFIED (suggested): sampled pixels per image per scale
     min_region_pixels: int = 4  # UNSPECIFIED (suggested): regions smaller than this at a scale are dropped
     detach_prototypes: bool = False  # UNSPECIFIED (suggested): prototypes keep their gradient
+    # UNSPECIFIED (ours): divide each pixel's InfoNCE by log R of its image, so λ1 does not depend on how many
+    # regions the segmenter makes (false = the paper's plain InfoNCE)
+    normalise_by_regions: bool = True
     view: str = "input"
 
 
@@ -471,6 +560,13 @@ class RosamSrcLoss(LossTerm):
     Config = RosamSrcConfig
     requires = ("masks",)
 
+    def __init__(self, cfg: Any, root_cfg: Any) -> None:
+        super().__init__(cfg, root_cfg)
+        model_scales = list(root_cfg.model.scales)
+        bad = [s for s in cfg.scales if s not in model_scales]
+        if bad:
+            raise ConfigError(f"losses.rosam_src.scales has {bad}, the model's scales are {model_scales}")
+
     def forward(self, ctx: StepContext) -> Tensor | None:
         cfg = self.cfg
         labels = ctx.provide("masks")
@@ -478,19 +574,18 @@ class RosamSrcLoss(LossTerm):
         model_scales = list(ctx.scales)
         losses = []
         for s in cfg.scales:
-            if s not in model_scales:
-                raise ValueError(f"losses.rosam_src.scales has {s}, the model's scales are {model_scales}")
             feats = out.features[model_scales.index(s)]
             value = region_contrast(feats, resize_labels(labels, tuple(feats.shape[-2:])), ctx.generator,
-                                    cfg.temperature, cfg.max_pixels, cfg.min_region_pixels, cfg.detach_prototypes)
+                                    cfg.temperature, cfg.max_pixels, cfg.min_region_pixels, cfg.detach_prototypes,
+                                    cfg.normalise_by_regions)
             if value is not None:
                 losses.append(value)
         return torch.stack(losses).mean() if losses else None
 
 
 __all__ = [
-    "AromMaps", "RegionIndex", "RegionPriors", "RosamConfig", "RosamDistillLoss", "RosamPriors", "RosamRglLoss",
-    "RosamSrcLoss", "adaptive_outlier_mask", "min_photometric_error", "object_reliability", "region_contrast",
-    "region_index", "region_mean", "region_mean_std", "regional_gaussian_likelihood", "resize_labels",
-    "sharpened_outlier_mask", "to_pixels",
+    "THRESHOLD_UNITS", "AromMaps", "RegionIndex", "RegionPriors", "RosamConfig", "RosamDistillLoss", "RosamPriors",
+    "RosamRglLoss", "RosamSrcLoss", "adaptive_outlier_mask", "arom_threshold", "min_photometric_error",
+    "object_reliability", "region_contrast", "region_index", "region_mean", "region_mean_std",
+    "regional_gaussian_likelihood", "resize_labels", "robust_distillation", "sharpened_outlier_mask", "to_pixels",
 ]

@@ -1,5 +1,5 @@
 """Syn2Real-Depth real adaptation (Yan et al., CVPR 2025): consistency-reweighted distillation and the
-daytime depth-histogram prior (METHODS.md §4 c-2).
+daytime depth-histogram prior (docs/methods.md § Syn2Real-RA).
 
 * ``syn2real_distill``: L_cd = ¼ Σ_k mean_p W_cst · |d^real − d^syn| / d^real, with
   W_cst = exp(−β |d^syn − d^day| / d^syn) + ε (no gradient; code: β = 1, ε = 1, so W ∈ (1, 2]).
@@ -9,7 +9,8 @@ daytime depth-histogram prior (METHODS.md §4 c-2).
   DEPTH at scale 0 pooled over the batch, compared with a stored day-clear histogram
   (``robustdepth priors histogram``). KL direction: we follow the official CODE,
   ``F.kl_div(log P_adv, P_day, reduction="mean")`` = (1/N) Σ_n P_day log(P_day / P_adv), i.e. KL(P_day ‖ P_adv);
-  the paper summary writes KL(P_adv ‖ P_day) — the two differ (METHODS.md §4 f).
+  the paper summary writes KL(P_adv ‖ P_day) — the two differ (docs/methods.md § Syn2Real-RA). Bins the
+  prior leaves empty contribute 0 (0·log 0 = 0), so a prior file with exact zeros stays finite.
 
 Cost-volume and pose distillation of the RA stage need the ManyDepth cost volume and are not here.
 """
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from robustdepth.config import ConfigError
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 from robustdepth.losses.distill import relative_l1
 
@@ -44,7 +46,7 @@ def consistency_weight(d_syn: Tensor, d_day: Tensor, beta: float = 1.0, eps: flo
 def bin_centres(bins: int, lo: float, hi: float) -> Tensor:
     """Syn2Real's bin centres μ_n = linspace(lo, hi, N) (width L = (hi − lo)/(N − 1))."""
     if bins < 2 or not 0 <= lo < hi:
-        raise ValueError(f"histogram needs bins >= 2 and 0 <= lo < hi, got bins={bins}, range=({lo}, {hi})")
+        raise ConfigError(f"histogram needs bins >= 2 and 0 <= lo < hi, got bins={bins}, range=({lo}, {hi})")
     return torch.linspace(lo, hi, bins)
 
 
@@ -72,11 +74,15 @@ def normalise_histogram(counts: Tensor, eps: float = 1e-7) -> Tensor:
 
 
 def histogram_kl(p_adv: Tensor, p_day: Tensor) -> Tensor:
-    """The code's direction: F.kl_div(log P_adv, P_day, 'mean') = (1/N) Σ P_day log(P_day / P_adv)."""
+    """The code's direction: F.kl_div(log P_adv, P_day, 'mean') = (1/N) Σ P_day log(P_day / P_adv).
+
+    ``xlogy`` gives 0·log 0 = 0 (as F.kl_div does) where the prior has an empty bin; the plain product
+    would be 0·(−inf) = NaN there.
+    """
     if p_adv.shape != p_day.shape:
         raise ValueError(f"histogram_kl: P_adv has {p_adv.shape[-1]} bins, the day prior {p_day.shape[-1]}")
     # Written out (identical to F.kl_div(log P_adv, P_day, reduction="mean"), which warns on every call).
-    return (p_day * (p_day.log() - p_adv.log())).mean()
+    return (torch.xlogy(p_day, p_day) - p_day * p_adv.log()).mean()
 
 
 def load_histogram(path: str | Path) -> dict[str, Any]:
@@ -87,7 +93,7 @@ def load_histogram(path: str | Path) -> dict[str, Any]:
                                 "'robustdepth priors histogram CHECKPOINT --out FILE' (or run 'robustdepth pipeline')")
     data = json.loads(path.read_text())
     if data.get("format") != HISTOGRAM_FORMAT:
-        raise ValueError(f"{path} is not a robustdepth depth histogram (format {data.get('format')!r})")
+        raise ConfigError(f"{path} is not a robustdepth depth histogram (format {data.get('format')!r})")
     return data
 
 
@@ -101,7 +107,9 @@ class Syn2RealDistillConfig(TermConfig):
 
 @register_loss
 class Syn2RealDistillLoss(LossTerm):
-    """L_cd: md4all-style relative L1 to the frozen teacher, reweighted by teacher/Φ_day agreement."""
+    """L_cd = ¼ Σ_k mean_p W_cst,k·|d_s,k − d_t,k|/d_s,k: md4all-style relative L1 to the frozen teacher,
+    reweighted by teacher/Φ_day agreement (W_cst without gradient; the student gets it through both the
+    difference and the 1/d_s normaliser)."""
 
     name = "syn2real_distill"
     Config = Syn2RealDistillConfig

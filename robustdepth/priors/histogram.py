@@ -1,10 +1,14 @@
 """Syn2Real's day-clear depth-histogram prior: P^day, the depth distribution a day-clear model predicts
-over the (day-clear) training set, with the same soft binning the KL loss uses (METHODS.md §4 c-2).
+over the day-clear training set, with the same soft binning the KL loss uses (docs/methods.md § Syn2Real-RA).
 
 Stored as JSON (format ``robustdepth-depth-histogram/1``): ``bins``, ``min_depth``, ``max_depth``
 (bin centres = linspace(min, max, bins)), ``probabilities`` (normalised as the loss does), ``counts``,
-and provenance (``checkpoint``, ``frames``, ``split``). The paper does not say how its prior file was
-made; we average the frozen model's scale-0 depth of every clean training frame (UNSPECIFIED choice).
+and provenance (``checkpoint``, ``frames``, ``split``, ``conditions``). The paper does not say how its prior
+file was made; we pool the frozen model's scale-0 depth over every DAY-CLEAR TRAINING frame (UNSPECIFIED
+choice): the dataset is built as for training (``train=True``: its training filters, e.g. nuScenes' static
+filter, apply) with only the day-clear condition (:data:`DAY_CLEAR`), no flip, no degradation, no masks.
+An evaluation build (``train=False``) would be wrong twice: empty ``eval_conditions`` mean every
+condition (rain and night frames in a "day-clear" prior), and training filters are skipped.
 """
 
 from __future__ import annotations
@@ -23,6 +27,15 @@ from robustdepth.priors.teacher import load_frozen
 
 DEFAULT_BINS = 257  # Syn2Real nuScenes (RobotCar: 101)
 DEFAULT_RANGE = (3.5, 80.0)  # Syn2Real's bin range in metres
+#: Each dataset's day-clear condition label; other datasets keep their own data.train_conditions.
+DAY_CLEAR = {"nuscenes": ["day-clear"], "robotcar": ["day"], "world": ["clear"]}
+
+
+def day_clear_overrides(cfg: Any) -> list[str]:
+    """Overrides that turn a config's data section into its day-clear training set, as read for P^day."""
+    conditions = DAY_CLEAR.get(str(cfg.data.dataset), list(cfg.data.train_conditions))
+    return [f"data.train_conditions=[{','.join(conditions)}]", "augment.flip_p=0.0", "degrade.mode=none",
+            "degrade.rules=[]", "providers.masks.enabled=false"]
 
 
 @torch.no_grad()
@@ -30,18 +43,22 @@ def compute_day_histogram(checkpoint: str | Path, out: str | Path, bins: int = D
                           min_depth: float = DEFAULT_RANGE[0], max_depth: float = DEFAULT_RANGE[1],
                           overrides: list[str] | None = None, split: str | None = None, max_frames: int = 0,
                           batch_size: int = 8) -> Path:
-    """Run the frozen model of ``checkpoint`` on every clean frame of the training split and store P^day.
+    """Run the frozen model of ``checkpoint`` on every day-clear training frame and store P^day.
 
-    The data section is the checkpoint's own (the set it was trained on) unless ``overrides`` change it.
+    The data section is the checkpoint's own (the set it was trained on) unless ``overrides`` change it;
+    then :func:`day_clear_overrides` restricts it to day-clear frames with the training filters applied.
     """
     from robustdepth.data import build_dataset
+    from robustdepth.data.base import DataError
 
     depth_net, _, cfg = load_frozen(checkpoint)
     cfg = apply_overrides(cfg, list(overrides or []))
+    cfg = apply_overrides(cfg, day_clear_overrides(cfg))
     split = split or cfg.data.train_split
-    dataset = build_dataset(cfg, split, train=False)
+    dataset = build_dataset(cfg, split, train=True)
     if len(dataset) == 0:
-        raise ValueError(f"split {split!r} of {cfg.data.root} has no frames to build a depth histogram from")
+        raise DataError(f"split {split!r} of {cfg.data.root} has no day-clear training frames "
+                        f"({list(cfg.data.train_conditions)}) to build a depth histogram from")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     counts = torch.zeros(bins, dtype=torch.float64)
     frames = 0
@@ -60,6 +77,7 @@ def compute_day_histogram(checkpoint: str | Path, out: str | Path, bins: int = D
         "format": HISTOGRAM_FORMAT, "bins": bins, "min_depth": min_depth, "max_depth": max_depth,
         "probabilities": normalise_histogram(counts).tolist(), "counts": counts.tolist(),
         "checkpoint": str(checkpoint), "split": split, "frames": frames, "data_root": str(cfg.data.root),
+        "conditions": list(cfg.data.train_conditions), "filters": "training (train=True)",
         "note": "soft histogram of the model's scale-0 depth (Syn2Real binning), pooled over the split",
     }
     tmp = out.with_name(f".{out.name}.tmp")
@@ -68,4 +86,4 @@ def compute_day_histogram(checkpoint: str | Path, out: str | Path, bins: int = D
     return out
 
 
-__all__ = ["DEFAULT_BINS", "DEFAULT_RANGE", "compute_day_histogram"]
+__all__ = ["DAY_CLEAR", "DEFAULT_BINS", "DEFAULT_RANGE", "compute_day_histogram", "day_clear_overrides"]

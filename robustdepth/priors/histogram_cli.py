@@ -20,8 +20,9 @@ def cmd_histogram(args: argparse.Namespace) -> int:
 
 def add_subparser(commands: Any) -> None:
     p = commands.add_parser("histogram", help="Syn2Real day-clear depth histogram from a frozen model", description=(
-        "Run a trained (day-clear) checkpoint on every clean frame of the training split and store the soft "
-        "depth histogram Syn2Real's KL prior compares against (losses.syn2real_kl.prior_path)."))
+        "Run a trained (day-clear) checkpoint on every day-clear frame of the training split (with the "
+        "dataset's training filters) and store the soft depth histogram Syn2Real's KL prior compares against "
+        "(losses.syn2real_kl.prior_path)."))
     p.add_argument("checkpoint", help="checkpoint file or run directory of the day-clear model")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="data overrides (default: the checkpoint's)")
     p.add_argument("--out", required=True, help="JSON file to write")

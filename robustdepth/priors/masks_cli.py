@@ -44,8 +44,10 @@ def add_subparser(commands: Any) -> None:
     p = commands.add_parser("masks", help="RoSAMDepth object masks (SAM / felzenszwalb / slic / world oracle)",
                             description=(
         "Segment every training frame once at the training resolution into a non-overlapping partition "
-        "(largest containing mask wins; uncovered = 0 = void), cached as uint16 PNGs that the masks sample "
-        "hook loads (providers.masks.cache). Resumable."))
+        "(SAM: near-duplicates suppressed, largest containing mask wins, tiny regions void; uncovered = 0 = "
+        "void), cached as uint16 PNGs that the masks sample hook loads (providers.masks.cache). The cache "
+        "records a fingerprint (dataset, each sequence's content, the frames, the segmenter settings) that "
+        "training checks. Resumable."))
     p.add_argument("args", nargs="*", metavar="[RECIPE] KEY=VALUE",
                    help="recipe (default rosam) for dataset/resolution/method parameters, then overrides")
     p.add_argument("--data", help="dataset root (data.root)")
