@@ -394,9 +394,24 @@ def warp(source: Tensor, depth: Tensor, T: Pose, camera: Camera, padding_mode: s
     """
     pix, _ = _project_target_pixels(source, depth, T, camera)
     grid = _normalise_pixel_coords(pix, *depth.shape[-2:])
-    return F.grid_sample(
-        source, grid.to(source.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True
-    )
+    return _sample(source, grid.to(source.dtype), padding_mode)
+
+
+def _sample(source: Tensor, grid: Tensor, padding_mode: str) -> Tensor:
+    """Bilinear ``grid_sample`` (align_corners=True) that never hands torch a non-finite grid.
+
+    With NaN/inf in the grid (NaN intrinsics, a diverged pose or depth), grid_sample's forward hides
+    them behind the padding — the loss stays finite — and its CPU backward crashes the process
+    (segmentation fault, an open torch bug). Such grid points are sampled at 0 instead and their
+    output set to NaN, so the loss turns non-finite and the trainer's guard skips the step; finite
+    grids take the plain path, unchanged.
+    """
+    bad = ~torch.isfinite(grid).all(dim=-1)  # B×H×W
+    if not bool(bad.any()):
+        return F.grid_sample(source, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    safe = grid.masked_fill(bad.unsqueeze(-1), 0.0)
+    out = F.grid_sample(source, safe, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+    return out.masked_fill(bad.unsqueeze(1), float("nan"))
 
 
 def warp_with_mask(
@@ -407,9 +422,7 @@ def warp_with_mask(
     pix, z = _project_target_pixels(source, depth, T, camera)
     height, width = depth.shape[-2:]
     grid = _normalise_pixel_coords(pix, height, width)
-    warped = F.grid_sample(
-        source, grid.to(source.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True
-    )
+    warped = _sample(source, grid.to(source.dtype), padding_mode)
     x, y = pix[..., 0], pix[..., 1]
     inside = (x >= 0) & (x <= width - 1) & (y >= 0) & (y <= height - 1)
     valid = inside.unsqueeze(1) & (z > 0)

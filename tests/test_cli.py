@@ -80,7 +80,7 @@ def test_predict_errors_name_the_input(trained: Path, tmp_path: Path, capsys) ->
     assert main(["predict", str(trained), str(tmp_path / "nope.png"), "--out", str(tmp_path / "o")]) == 2
     assert "input not found" in capsys.readouterr().err
     with pytest.raises(ValueError, match="H×W×3"):
-        robustdepth.load(trained, device="cpu").infer(np.zeros((4, 4)))
+        robustdepth.load(trained, device="cpu").infer(np.zeros((4, 4, 2)))  # (H×W grayscale is accepted)
 
 
 def test_one_call_api_defaults_to_the_fast_path_and_eval_to_fp32(trained: Path, corridor: Path) -> None:

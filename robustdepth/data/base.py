@@ -22,6 +22,8 @@ slots filled by hooks     e.g. ``"degraded"``/``"degraded_aug"``/``"is_degraded"
 
 from __future__ import annotations
 
+import warnings
+import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,16 +42,70 @@ class DataError(ValueError):
     """A dataset on disk that cannot be read as configured (the message names the file)."""
 
 
+#: Full-scale value of each single-channel high-bit-depth PIL mode (PIL's own ``convert("RGB")`` clips
+#: these at 255, turning a 16-bit grayscale frame almost white).
+_HIGH_BIT_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0}
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: 16-bit grayscale scaled by its full scale (65535 → 255), 32-bit
+    integer (``I``) by 65535 when it exceeds 255 (16-bit data PIL widened), float (``F``) taken as [0, 1]
+    when its maximum is ≤ 1, else [0, 255]; grayscale replicated to three channels; alpha dropped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in _HIGH_BIT_MODES or img.mode in ("I", "F"):
+        values = np.asarray(img, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        peak = float(finite.max()) if finite.size else 0.0
+        if img.mode in _HIGH_BIT_MODES:
+            full_scale = _HIGH_BIT_MODES[img.mode]
+        elif img.mode == "I":
+            full_scale = 65535.0 if peak > 255 else 255.0
+        else:
+            full_scale = 1.0 if peak <= 1.0 else 255.0
+        gray = np.clip(np.nan_to_num(values / full_scale * 255.0, nan=0.0), 0, 255).round().astype(np.uint8)
+        return Image.fromarray(np.repeat(gray[..., None], 3, axis=2), mode="RGB")
+    return img.convert("RGB")
+
+
 def read_rgb(path: Path) -> Image.Image:
-    """Open an image as RGB, with errors that name the file."""
+    """Open an image as 8-bit RGB (see :func:`to_rgb`), with errors that name the file.
+
+    Images above PIL's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) are refused as data
+    errors, not read.
+    """
     try:
         with Image.open(path) as img:
             img.load()
-            return img.convert("RGB")
+            return to_rgb(img)
     except FileNotFoundError:
         raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from None
+    except Image.DecompressionBombError as err:
+        raise DataError(f"refusing image {path}: {err}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, TypeError, EOFError) as err:
+        raise DataError(f"cannot read image {path}: {' '.join(str(err).split())}") from None
+
+
+def unwrap_worker_error(err: BaseException) -> BaseException:
+    """The error a DataLoader worker raised, with its own one-line message.
+
+    PyTorch re-raises a worker's exception in the main process as the same type whose message is
+    "Caught X in DataLoader worker process N. Original Traceback ..." (the whole worker traceback as
+    text). This returns an exception of that type holding only the original message (its last
+    traceback line, without the ``module.Type:`` prefix); anything else is returned unchanged.
+    """
+    text = str(err)
+    if "Original Traceback" not in text:
+        return err
+    last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+    name = type(err).__name__
+    head, sep, message = last.partition(": ")
+    if sep and head.rsplit(".", 1)[-1] == name:
+        last = message
+    try:
+        return type(err)(last.strip())
+    except Exception:  # a type that does not take one message argument: keep the original
+        return err
 
 
 def read_depth(path: Path) -> np.ndarray:
@@ -57,16 +113,33 @@ def read_depth(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"depth file not found: {path}")
     try:
-        if path.suffix == ".npy":
-            depth = np.load(path, allow_pickle=False).astype(np.float32)
-        else:
-            with Image.open(path) as img:
-                depth = np.asarray(img, dtype=np.float32) / 256.0
-    except (ValueError, OSError, UnidentifiedImageError) as err:
-        raise DataError(f"cannot read depth {path}: {err}") from None
-    if depth.ndim != 2:
-        raise DataError(f"depth {path} must be H×W, got shape {depth.shape}")
+        depth = _load_npy_depth(path) if path.suffix == ".npy" else _load_png_depth(path)
+    except (ValueError, OSError, UnidentifiedImageError, TypeError, EOFError, SyntaxError, zipfile.BadZipFile,
+            Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read depth {path}: {' '.join(str(err).split())}") from None
+    if depth.ndim != 2 or 0 in depth.shape:
+        raise DataError(f"depth {path} must be a non-empty H×W map, got shape {depth.shape}")
     return depth
+
+
+def _load_npy_depth(path: Path) -> np.ndarray:
+    """A real-valued ``.npy`` array as float32 (an ``.npz`` archive or a complex array is refused)."""
+    with open(path, "rb") as fh:  # our handle: closed even when numpy fails half-way through a bad file
+        loaded = np.load(fh, allow_pickle=False)
+        if not isinstance(loaded, np.ndarray):
+            raise ValueError("it is an .npz archive, not a single .npy array")
+    if not (np.issubdtype(loaded.dtype, np.floating) or np.issubdtype(loaded.dtype, np.integer)
+            or loaded.dtype == np.bool_):
+        raise ValueError(f"dtype {loaded.dtype} is not a real number type")
+    return loaded.astype(np.float32)
+
+
+def _load_png_depth(path: Path) -> np.ndarray:
+    """A 16-bit PNG (or any single-channel image) storing depth × 256 (KITTI convention), in metres."""
+    with Image.open(path) as img:
+        if img.mode not in ("I;16", "I;16B", "I;16L", "I", "L", "F"):
+            raise ValueError(f"depth images must be single-channel (16-bit PNG = metres × 256), got mode {img.mode}")
+        return np.asarray(img, dtype=np.float32) / 256.0
 
 
 def parse_intrinsics(value: Any, source: str) -> np.ndarray:
@@ -75,11 +148,17 @@ def parse_intrinsics(value: Any, source: str) -> np.ndarray:
         path = Path(value)
         if not path.is_file():
             raise DataError(f"intrinsics file not found: {path} ({source})")
+        source = f"{path} ({source})"
         try:
-            value = np.loadtxt(path, dtype=np.float64).reshape(-1).tolist()
-        except ValueError as err:
-            raise DataError(f"intrinsics file {path} is not numeric: {err}") from None
-    arr = np.asarray(list(value), dtype=np.float64).reshape(-1)
+            with warnings.catch_warnings():  # an empty file warns, then is refused below as 0 numbers
+                warnings.simplefilter("ignore", UserWarning)
+                value = np.loadtxt(path, dtype=np.float64, ndmin=1).reshape(-1).tolist()
+        except (ValueError, UnicodeDecodeError, OSError, IndexError) as err:
+            raise DataError(f"intrinsics file {path} is not numeric: {' '.join(str(err).split())}") from None
+    try:
+        arr = np.asarray(list(value), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"intrinsics from {source}: need numbers [fx, fy, cx, cy] or a 3×3 matrix ({err})") from None
     if arr.size == 4:
         fx, fy, cx, cy = arr
         arr = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], dtype=np.float64)
@@ -87,9 +166,34 @@ def parse_intrinsics(value: Any, source: str) -> np.ndarray:
         raise DataError(f"intrinsics from {source}: need [fx, fy, cx, cy] or a 3×3 matrix, got {arr.size} numbers")
     side = {9: 3, 12: 3, 16: 4}[arr.size]
     K = arr.reshape(side, -1)[:3, :3]
-    if K[0, 0] <= 0 or K[1, 1] <= 0 or abs(K[2, 2] - 1) > 1e-6 or K[1, 0] or K[2, 0] or K[2, 1]:
-        raise DataError(f"intrinsics from {source} do not look like a pinhole K in pixels:\n{K}")
+    flat = " ".join(f"{v:g}" for v in K.reshape(-1))
+    if not np.isfinite(K).all():
+        raise DataError(f"intrinsics from {source} are not finite: K = [{flat}]")
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        raise DataError(f"intrinsics from {source}: focal lengths must be > 0, got fx={K[0, 0]:g} fy={K[1, 1]:g}")
+    if abs(K[2, 2] - 1) > 1e-6 or K[1, 0] or K[2, 0] or K[2, 1]:
+        raise DataError(f"intrinsics from {source} do not look like a pinhole K in pixels: K = [{flat}]")
+    if max(abs(K[0, 0]), abs(K[1, 1]), abs(K[0, 2]), abs(K[1, 2]), abs(K[0, 1])) > MAX_INTRINSIC_PIXELS:
+        raise DataError(f"intrinsics from {source}: values beyond {MAX_INTRINSIC_PIXELS:g} pixels "
+                        f"(K = [{flat}]) are not a camera")
     return K.astype(np.float32)
+
+
+#: Largest focal length / principal point accepted anywhere (float32 keeps integers exact below 2^24).
+MAX_INTRINSIC_PIXELS = 1e6
+#: How far outside the image the principal point may lie, as a fraction of the image size (crops and
+#: off-centre sensors move it, but not beyond the frame's edge by more than this).
+PRINCIPAL_POINT_MARGIN = 0.5
+
+
+def check_principal_point(K: np.ndarray, height: int, width: int, source: str) -> None:
+    """Refuse a principal point farther than :data:`PRINCIPAL_POINT_MARGIN` image sizes outside the image
+    (e.g. K for another resolution, or a typo): warps with it would sample nothing useful."""
+    cx, cy = float(K[0, 2]), float(K[1, 2])
+    m = PRINCIPAL_POINT_MARGIN
+    if not (-m * width <= cx <= (1 + m) * width and -m * height <= cy <= (1 + m) * height):
+        raise DataError(f"intrinsics of {source}: principal point (cx={cx:g}, cy={cy:g}) is far outside the "
+                        f"{width}×{height} image; is K for another resolution?")
 
 
 class FrameSequence(ABC):
@@ -225,6 +329,23 @@ class FrameDataset(Dataset):
         self.load_depth_gt = load_depth_gt
         self.hooks = list(hooks)
         self.frame_cache = FrameCache(0)  # off unless the trainer sets a budget (data.cache_frames_mb)
+        self._check_cameras()
+
+    def _check_cameras(self) -> None:
+        """Each sequence's K against its first frame's size (the image header only), before any run starts:
+        a principal point far outside the image fails here, not in a loader worker mid-run."""
+        seen: set[int] = set()
+        for item in self.items:
+            if id(item.sequence) in seen:
+                continue
+            seen.add(id(item.sequence))
+            path = item.sequence.image_path(item.index, item.condition)
+            try:
+                with Image.open(path) as img:
+                    width, height = img.size
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                continue  # unreadable frames are reported (with their name) when they are loaded
+            check_principal_point(item.sequence.intrinsics(), height, width, f"sequence {item.sequence.name}")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -252,6 +373,7 @@ class FrameDataset(Dataset):
 
     def _intrinsics(self, item: FrameItem, native_hw: tuple[int, int]) -> torch.Tensor:
         K = item.sequence.intrinsics().astype(np.float64).copy()
+        check_principal_point(K, native_hw[0], native_hw[1], f"sequence {item.sequence.name}")
         K[0] *= self.width / native_hw[1]
         K[1] *= self.height / native_hw[0]
         return torch.from_numpy(K.astype(np.float32))

@@ -83,11 +83,33 @@ class WorldSequence(FrameSequence):
         return self._poses[index]
 
 
+def generate_command(root: Path, info: dict) -> str:
+    """The command that (re)writes the world described by ``world.json`` contents ``info`` into ``root``."""
+    preset, seed = info.get("preset", "small"), info.get("seed", 0)
+    return f"robustdepth world generate --preset {preset} --seed {seed} --out {root}"
+
+
+def check_world_complete(root: Path) -> None:
+    """Refuse a world whose generation was interrupted (``world.json`` says ``"complete": false``), naming the
+    command that completes it; a training or evaluation run on it would silently use a subset."""
+    try:
+        info = json.loads((root / "world.json").read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(f"{root / 'world.json'} is unreadable ({' '.join(str(err).split())}); regenerate the "
+                        f"world with 'robustdepth world generate --preset PRESET --out {root}'") from None
+    if not isinstance(info, dict):
+        raise DataError(f"{root / 'world.json'} is not a world description (a JSON object)")
+    if info.get("complete") is False:
+        raise DataError(f"world {root} is incomplete (its generation was interrupted: world.json has "
+                        f"\"complete\": false); complete it with '{generate_command(root, info)}'")
+
+
 def world_sequences(root: Path, split: str) -> list[WorldSequence]:
     """The sequences of one split of a world root."""
     if not (root / "world.json").is_file():
         raise DataError(f"{root} is not a world root (no world.json); make one with "
                         f"'robustdepth world generate --preset small --out {root}'")
+    check_world_complete(root)
     split_dir = root / split
     if not split_dir.is_dir():
         have = sorted(p.name for p in root.iterdir() if p.is_dir())

@@ -27,7 +27,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from robustdepth.config import ConfigError, config_from_dict, load_config, to_dict
-from robustdepth.training.checkpoint import load_checkpoint
+from robustdepth.training.checkpoint import load_checkpoint, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,10 @@ class PipelineResult:
 
 
 def last_checkpoint(stage_dir: Path) -> Path | None:
-    path = stage_dir / "checkpoints" / "last.pt"
+    """The stage's checkpoint to reuse or resume: ``last.pt``, else its newest intact step file."""
+    if not (stage_dir / "checkpoints").is_dir():
+        return None
+    path = resolve_checkpoint(stage_dir)
     return path if path.is_file() else None
 
 

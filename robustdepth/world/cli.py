@@ -24,9 +24,21 @@ def _preset_help() -> str:
     return "".join(rows[:-1])
 
 
+class WorldArgumentError(ValueError):
+    """A ``robustdepth world`` argument out of range, or a world root that is not usable (one line)."""
+
+
+def _check_generate_args(args: argparse.Namespace) -> None:
+    if args.seed < 0:
+        raise WorldArgumentError(f"--seed {args.seed}: must be >= 0")
+    if args.workers < 1:
+        raise WorldArgumentError(f"--workers {args.workers}: must be >= 1")
+
+
 def _generate(args: argparse.Namespace) -> int:
     from robustdepth.world.writer import WorldExistsError, generate
 
+    _check_generate_args(args)
     try:
         out = generate(args.preset, args.seed, Path(args.out), progress=not args.quiet, workers=args.workers)
     except WorldExistsError as exc:
@@ -39,8 +51,20 @@ def _generate(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from robustdepth.world.gallery import show
 
-    out = show(Path(args.root), Path(args.out) if args.out else None, split=args.split, sequence=args.sequence,
-               frame=args.frame)
+    root = Path(args.root)
+    if not (root / "world.json").is_file():
+        raise WorldArgumentError(f"{root} is not a world root (no world.json); make one with "
+                                 f"'robustdepth world generate --preset small --out {root}'")
+    from robustdepth.data.world import check_world_complete
+
+    check_world_complete(root)
+    if args.frame is not None and args.frame < 0:
+        raise WorldArgumentError(f"--frame {args.frame}: must be >= 0")
+    try:
+        out = show(root, Path(args.out) if args.out else None, split=args.split, sequence=args.sequence,
+                   frame=args.frame)
+    except IndexError as err:  # the frame is past the sequence's end (the message gives the valid range)
+        raise WorldArgumentError(f"--frame {args.frame}: {err}") from None
     print(f"wrote gallery {out}")
     return 0
 
@@ -77,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="robustdepth")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["world", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.func(args))
+    from robustdepth.data.base import DataError
+
+    try:
+        return int(args.func(args))
+    except (WorldArgumentError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
