@@ -18,31 +18,79 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robustdepth.config import config_from_dict
-from robustdepth.data.base import DataError, read_rgb
+from robustdepth.data.base import DataError, read_rgb, to_rgb
 from robustdepth.data.folder import IMAGE_SUFFIXES
 from robustdepth.evaluation import post_process_disparity
 from robustdepth.networks import DepthNet, disp_to_depth
-from robustdepth.training.checkpoint import load_checkpoint
+from robustdepth.training.checkpoint import CheckpointError, load_checkpoint, load_weights
 from robustdepth.training.distributed import resolve_device
 from robustdepth.visualize import colorize_disparity
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
 
+class InferenceError(ValueError):
+    """An input or a model that cannot give a meaningful depth map (the message says which and why)."""
+
+
+#: Float images must lie in [0, 1]; this much slack absorbs resampling overshoot, not a 0–255 array.
+FLOAT_RANGE_SLACK = 1e-3
+
+
+def _check_float_range(values: np.ndarray | torch.Tensor, what: str) -> None:
+    """Refuse non-finite values and a float image outside [0, 1] (typically a 0–255 array read as [0, 1])."""
+    arr = values.detach().float().cpu().numpy() if torch.is_tensor(values) else np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        raise InferenceError(f"{what} is empty")
+    if not np.isfinite(arr).all():
+        raise InferenceError(f"{what} holds NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -FLOAT_RANGE_SLACK or hi > 1 + FLOAT_RANGE_SLACK:
+        hint = "; divide by 255 (or pass a uint8 array)" if hi <= 255 + FLOAT_RANGE_SLACK and lo >= 0 else ""
+        raise InferenceError(f"{what} must hold values in [0, 1], found [{lo:g}, {hi:g}]{hint}")
+
+
+def _array_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H×W×3 (or H×W / H×W×1 grayscale) array → 3×H×W float in [0, 1]: uint8 / 255, uint16 / 65535,
+    floats as they are (checked to be in [0, 1])."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise InferenceError(f"image array must be H×W×3 (RGB) or H×W (grayscale), got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise InferenceError(f"image array is empty (shape {image.shape})")
+    if image.dtype == np.uint8:
+        scaled = image.astype(np.float32) / 255.0
+    elif image.dtype == np.uint16:
+        scaled = image.astype(np.float32) / 65535.0
+    elif np.issubdtype(image.dtype, np.floating):
+        _check_float_range(image, f"float image array ({image.dtype})")
+        scaled = image.astype(np.float32)
+    else:
+        raise InferenceError(f"image array of dtype {image.dtype}: use uint8 (0–255), uint16 (0–65535) or "
+                             "float in [0, 1]")
+    return torch.from_numpy(np.ascontiguousarray(scaled)).permute(2, 0, 1)
+
+
 def image_to_tensor(image: Any) -> torch.Tensor:
-    """Path / PIL image / H×W×3 uint8 array / 3×H×W float tensor in [0, 1] → 3×H×W float tensor."""
+    """Path / PIL image / H×W×3 array / 3×H×W float tensor in [0, 1] → 3×H×W float tensor.
+
+    Arrays: uint8 (0–255), uint16 (0–65535), or float in [0, 1] — a float array outside [0, 1] (e.g.
+    0–255 values) is refused, not clipped. PIL images of any mode (16-bit, grayscale) become 8-bit RGB.
+    """
     if isinstance(image, (str, Path)):
         image = read_rgb(Path(image))
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
+        image = np.asarray(to_rgb(image))
     if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"image array must be H×W×3 (RGB), got shape {image.shape}")
-        scale = 255.0 if image.dtype == np.uint8 else 1.0
-        image = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32) / scale).permute(2, 0, 1)
+        image = _array_to_tensor(image)
     if not torch.is_tensor(image) or image.ndim != 3 or image.shape[0] != 3:
         shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
-        raise ValueError(f"image must be a path, PIL image, H×W×3 array or 3×H×W tensor; got {shape}")
+        raise InferenceError(f"image must be a path, PIL image, H×W×3 array or 3×H×W tensor; got {shape}")
+    if image.is_floating_point():
+        _check_float_range(image, "image tensor")
     return image.float()
 
 
@@ -137,9 +185,13 @@ class DepthModel:
 
             return onnx_model_from(checkpoint)
         ckpt = load_checkpoint(checkpoint)
-        cfg = config_from_dict(ckpt["config"], strict=False)
+        try:
+            cfg = config_from_dict(ckpt["config"], strict=False)
+        except ValueError as err:
+            raise CheckpointError(f"checkpoint {checkpoint}: its stored config is invalid: "
+                                  f"{' '.join(str(err).split())}") from None
         net = DepthNet(cfg.model.num_layers, scales=list(cfg.model.scales))
-        net.load_state_dict(ckpt["models"]["depth"])
+        load_weights(net, ckpt["models"]["depth"], checkpoint, "depth")
         dev = resolve_device(device)
         return cls(net.to(dev).eval().requires_grad_(False), cfg.data.height, cfg.data.width,
                    float(cfg.model.min_depth), float(cfg.model.max_depth), dev, precision, cfg,
@@ -209,6 +261,9 @@ class DepthModel:
         net_in = torch.cat([F.interpolate(t[None], size=(self.height, self.width), mode="bilinear",
                                           align_corners=False, antialias=True) for t in tensors])
         scaled = disp_to_depth(self.predict_disp(net_in, post_process), self.min_depth, self.max_depth)[0]
+        if not bool(torch.isfinite(scaled).all()):
+            raise InferenceError("the network predicted non-finite depth (NaN/inf) for this input; the weights or "
+                                 "the input are broken (inputs must be images with values in [0, 1])")
         out = []
         for t, s in zip(tensors, scaled.float().cpu(), strict=True):
             full = F.interpolate(s[None], size=tuple(t.shape[-2:]), mode="bilinear", align_corners=False)
@@ -227,8 +282,12 @@ class _Disparity(torch.nn.Module):
         return self.net(image).disp[0]
 
 
-def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[tuple[str, np.ndarray]]:
-    """(name, H×W×3 uint8) for every image file, image in a folder (sorted) and frame of a video."""
+def iter_inputs(inputs: Sequence[str | Path], skipped: list[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, H×W×3 uint8) for every image file, image in a folder (sorted) and frame of a video.
+
+    With a ``skipped`` list, an image that cannot be read is recorded there ("path: reason") and passed
+    over instead of ending the whole job; without one, its :class:`DataError` propagates.
+    """
     for raw in inputs:
         path = Path(raw)
         if not path.exists():
@@ -238,11 +297,22 @@ def iter_inputs(inputs: Sequence[str | Path]) -> Iterator[tuple[str, np.ndarray]
             if not files:
                 raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
             for f in files:
-                yield f.stem, np.asarray(read_rgb(f))
+                yield from _read_or_skip(f, skipped)
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             yield from _video_frames(path)
         else:
-            yield path.stem, np.asarray(read_rgb(path))
+            yield from _read_or_skip(path, skipped)
+
+
+def _read_or_skip(path: Path, skipped: list[str] | None) -> Iterator[tuple[str, np.ndarray]]:
+    try:
+        rgb = np.asarray(read_rgb(path))
+    except DataError as err:
+        if skipped is None:
+            raise
+        skipped.append(f"{path}: {err}")
+        return
+    yield path.stem, rgb
 
 
 def _video_frames(path: Path) -> Iterator[tuple[str, np.ndarray]]:
@@ -297,12 +367,16 @@ def batched(frames: Iterator[tuple[str, np.ndarray]], size: int) -> Iterator[lis
 
 def predict_to_folder(model: DepthModel, inputs: Sequence[str | Path], out: Path, panel: bool = False,
                       post_process: bool = False, progress: bool = True, batch_size: int = PREDICT_BATCH,
-                      compile: bool | None = None) -> list[Path]:
+                      compile: bool | None = None, skipped: list[str] | None = None) -> list[Path]:
     """Write ``<name>_depth.npy`` and ``<name>_disp.png`` (magma) per input (+ ``<name>_panel.png``).
 
     Frames go through the network ``batch_size`` at a time; ``compile=None`` compiles the network when
-    the job is long enough to amortise it (:data:`COMPILE_AFTER_FRAMES`).
+    the job is long enough to amortise it (:data:`COMPILE_AFTER_FRAMES`). With a ``skipped`` list,
+    unreadable images are listed there and skipped (see :func:`iter_inputs`); if every input was
+    unreadable that is still an error.
     """
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is an existing file, not a folder; name a folder for the depth maps")
     from tqdm.auto import tqdm
 
     if batch_size < 1:
@@ -313,14 +387,16 @@ def predict_to_folder(model: DepthModel, inputs: Sequence[str | Path], out: Path
             total >= COMPILE_AFTER_FRAMES.get(model.device.type, 10**9)
     if compile:
         model.compile()
-    out.mkdir(parents=True, exist_ok=True)
     written = []
     with tqdm(total=total, desc="predict", unit="img", disable=not progress) as bar:
-        for group in batched(iter_inputs(inputs), batch_size):
+        for group in batched(iter_inputs(inputs, skipped), batch_size):
             depths = model.infer_batch([rgb for _, rgb in group], post_process=post_process)
+            out.mkdir(parents=True, exist_ok=True)  # only once there is something to write
             for (name, rgb), depth in zip(group, depths, strict=True):
                 written.append(_write_prediction(out, name, rgb, depth, panel))
             bar.update(len(group))
+    if skipped and not written:
+        raise DataError(f"no readable image among the inputs ({len(skipped)} skipped; first: {skipped[0]})")
     return written
 
 

@@ -254,6 +254,14 @@ PROTOCOLS: dict[str, EvalProtocol] = {
         ),
     ),
     "world": _WORLD,
+    "generic": replace(
+        _WORLD,
+        name="generic",
+        description=(
+            "Any folder or dataset with dense or sparse metric GT: 0.1 < d < 80 m, no crop, per-image median "
+            "scaling; the start for `robustdepth eval --min-depth/--max-depth/--scaling/--scale/--crop`."
+        ),
+    ),
     "world_metric": replace(
         _WORLD,
         name="world_metric",

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from robustdepth.data import build_dataset
+from robustdepth.data.base import DataError
 from robustdepth.evaluation.evaluate import DepthEvaluator
 from robustdepth.evaluation.protocols import EvalProtocol
 
@@ -33,7 +34,14 @@ def evaluate_model(model: DepthModel, cfg: Any, protocol: EvalProtocol, split: s
                         num_workers=min(2, cfg.data.num_workers))
     evaluator = DepthEvaluator(protocol)
     limit = max_frames or len(dataset)
-    bar = tqdm(total=limit, desc=f"eval {protocol.name}", unit="img", disable=not progress)
+    with tqdm(total=limit, desc=f"eval {protocol.name}", unit="img", disable=not progress) as bar:
+        _score(model, dataset, loader, evaluator, limit, post, bar)
+    return evaluator
+
+
+def _score(model: DepthModel, dataset: Any, loader: DataLoader, evaluator: DepthEvaluator, limit: int, post: bool,
+           bar: Any) -> None:
+    """Predict and score batches until ``limit`` frames are scored (the loop of :func:`evaluate_model`)."""
     for batch in loader:
         depth = model.predict_depth(batch[("color", 0)], post_process=post).cpu()
         for i in range(depth.shape[0]):
@@ -41,13 +49,15 @@ def evaluate_model(model: DepthModel, cfg: Any, protocol: EvalProtocol, split: s
                 break
             idx = int(batch["index"][i])
             item = dataset.items[idx]
-            evaluator.add(batch["depth_gt"][i, 0].numpy(), depth[i, 0].numpy(), condition=batch["condition"][i],
-                          name=f"{item.sequence.name}/{item.condition}/{item.index:06d}")
+            name = f"{item.sequence.name}/{item.condition}/{item.index:06d}"
+            try:
+                evaluator.add(batch["depth_gt"][i, 0].numpy(), depth[i, 0].numpy(), condition=batch["condition"][i],
+                              name=name)
+            except ValueError as err:  # GT with no valid pixel (all NaN / 0 / out of range), or a bad prediction
+                raise DataError(f"evaluation frame {name}: {' '.join(str(err).split())}") from None
             bar.update(1)
         if len(evaluator) >= limit:
             break
-    bar.close()
-    return evaluator
 
 
 @torch.inference_mode()
