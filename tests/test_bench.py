@@ -3,8 +3,11 @@
 Checks what the tables rely on: one key = one folder, a row asked for twice (by two tables) is trained
 once, an interrupted row resumes to its step count, a folder holding another configuration is refused
 with the folder and the differing keys named, chains resolve as the papers (students start from / distil
-the teacher, Syn2Real's Φ_day and histogram, the shared mask cache, the queue schedule), and the
-protocol file's errors name the missing key.
+the teacher, Syn2Real's Φ_day and histogram, the shared mask cache, the queue schedule), the protocol file's
+errors name the missing key; and protocol v2: seeds as a dimension of the registry (own folders, shared chain,
+the registered ``*_seed43`` rows reused as seed 43), the student schedule (epochs, decay at 3/4) without
+touching the teacher's config, versioned runs roots, per-frame metrics beside each evaluation, ``--device``
+passed through, and the methods table's comparisons, reading and forest plot computed from its numbers.
 """
 
 from __future__ import annotations
@@ -20,13 +23,23 @@ from robustdepth.bench.protocol import (
     ROWS,
     TEACHER,
     BenchProtocol,
+    RowSpec,
     RunMismatchError,
+    default_runs_root,
+    evaluate_run,
+    frame_metrics,
+    frames_path,
     queue_schedule,
     quick_protocol,
     row_config,
     row_dir,
     row_inputs,
     run_row,
+    seed_alias,
+    seed_dir,
+    student_budget,
+    table_protocol,
+    teacher_root,
     train_row,
 )
 from robustdepth.training.checkpoint import load_checkpoint
@@ -139,7 +152,7 @@ def test_unknown_row_and_wrong_chain_are_named(protocol: BenchProtocol, runs: Pa
 
 
 def test_protocol_errors_name_the_key(tmp_path: Path) -> None:
-    d = yaml.safe_load((REPO / "benchmarks" / "protocol.yaml").read_text())
+    d = yaml.safe_load((REPO / "benchmarks" / "protocol_v1.yaml").read_text())
     del d["student"]["steps"]
     path = tmp_path / "protocol.yaml"
     path.write_text(yaml.safe_dump(d))
@@ -151,18 +164,173 @@ def test_protocol_errors_name_the_key(tmp_path: Path) -> None:
         BenchProtocol.load(path)
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
         BenchProtocol.load(tmp_path / "missing.yaml")
-    assert BenchProtocol.load(REPO / "benchmarks" / "protocol.yaml").student_steps > 0
+    v2 = yaml.safe_load((REPO / "benchmarks" / "protocol.yaml").read_text())
+    v2["student"]["epochs"] = "twelve"
+    path.write_text(yaml.safe_dump(v2))
+    with pytest.raises(ValueError, match=r"student\.epochs='twelve'"):
+        BenchProtocol.load(path)
+    v2["student"]["epochs"], v2["seeds"] = 12, [42, "43"]
+    path.write_text(yaml.safe_dump(v2))
+    with pytest.raises(ValueError, match="seeds="):
+        BenchProtocol.load(path)
 
 
-def test_methods_reading_is_computed_from_the_table() -> None:
-    from robustdepth.bench.methods import reading
+def test_v2_protocol_keeps_v1_teacher_and_states_its_version() -> None:
+    v1 = BenchProtocol.load(REPO / "benchmarks" / "protocol_v1.yaml")
+    v2 = BenchProtocol.load(REPO / "benchmarks" / "protocol.yaml")
+    assert (v1.version, v2.version) == (1, 2) and len(v2.run_seeds) >= 3 and v2.run_seeds[0] == v2.seed
+    assert v1.run_seeds == (v1.seed,) and v1.student_steps == 300 and v1.student_decay_every_epochs == 0
+    assert v2.student_epochs >= 10 and v2.student_decay_every_epochs == 0.75 * v2.student_epochs
+    assert v2.student_gamma == 0.1 and v2.student_steps == 0  # steps follow from the epochs (student_budget)
+    teacher = ("world_preset", "world_seed", "world_root", "height", "width", "seed", "teacher_recipe",
+               "teacher_steps", "teacher_batch_size", "teacher_lr", "eval_split", "eval_protocol", "max_frames")
+    assert {k: getattr(v1, k) for k in teacher} == {k: getattr(v2, k) for k in teacher}
+    assert v1.summary().startswith("protocol v1:") and v2.summary().startswith("protocol v2:")
+    assert "12 epochs" in v2.summary() and "seeds 42, 43, 44" in v2.summary()
+    # versioned runs roots; the default roots of every version share v1's teacher folder
+    assert default_runs_root(v1) == Path("runs/bench") and default_runs_root(v2) == Path("runs/bench_v2")
+    assert default_runs_root(quick_protocol(v2)) == Path("runs/bench_v2_quick")
+    assert teacher_root(v2, Path("runs/bench_v2")) == Path("runs/bench") == teacher_root(v1, Path("runs/bench"))
+    assert teacher_root(v2, Path("elsewhere")) == Path("elsewhere")
+    quick = quick_protocol(v2)
+    assert quick.run_seeds == v2.run_seeds[:2] and quick.student_epochs == 0 and quick.student_steps > 0
 
-    def row(clear: float, adverse: float, rmse: float, a1: float) -> dict:
-        cells = {"abs_rel": adverse, "sq_rel": 1.0, "rmse": rmse, "a1": a1}
-        return {"clear": {**cells, "abs_rel": clear}, "adverse_mean": cells}
 
-    rows = {"Monodepth2": row(0.20, 0.30, 10.0, 0.50), "A": row(0.21, 0.24, 9.0, 0.60), "B": row(0.19, 0.25, 9.5, 0.55)}
-    text = "\n".join(reading(rows))
-    assert "| A | -20.0 % | +5.0 % | -10.0 % | +20.0 % |" in text
-    assert "adverse AbsRel: A (0.2400)" in text and "clear AbsRel: B (0.1900)" in text
-    assert reading({"A": rows["A"]}) == []  # no baseline row, nothing to read
+def test_seed_folders_cannot_collide_with_rows_and_aliases_are_exact(runs: Path) -> None:
+    assert seed_dir(runs, "md4all_dd") == runs / "md4all_dd"
+    assert seed_dir(runs, "md4all_dd", 43) == runs / "md4all_dd@seed43"
+    with pytest.raises(ValueError, match="row key"):
+        row_dir(runs, "md4all_dd@seed43")  # no row key can name a seed folder
+    assert seed_alias("md4all_dd", 43) == "md4all_dd_seed43"  # the distillation table's seed-noise row
+    assert seed_alias("sec_monodepth2", 43) == "sec_monodepth2_seed43"
+    assert seed_alias("md4all_dd", 44) is None and seed_alias("acdepth", 43) is None
+    # a `_seed43` row that is NOT seed 43 of its namesake (other overrides) is never taken for it
+    ROWS["acdepth_seed43"] = RowSpec("acdepth", extra=("train.seed=43", "optim.lr=1e-5"))
+    try:
+        assert seed_alias("acdepth", 43) is None
+    finally:
+        del ROWS["acdepth_seed43"]
+
+
+def test_seed_is_a_dimension_of_the_registry(md4all: Path, teacher: Path, protocol: BenchProtocol,
+                                             runs: Path) -> None:
+    done: dict = {}
+    ckpt, _ = run_row(protocol, "syn2real_ra", runs, done, seed=44)
+    assert ckpt == runs / "syn2real_ra@seed44" / "checkpoints" / "last.pt"
+    cfg = load_checkpoint(ckpt)["config"]
+    assert cfg["train"]["seed"] == 44
+    # the chain is the protocol seed's, shared: Φ_syn = md4all_dd (seed 42 folder), Φ_day = the teacher
+    assert cfg["providers"]["teacher"]["checkpoint"] == str(md4all) == cfg["model"]["init_checkpoint"]
+    assert cfg["providers"]["day_model"]["checkpoint"] == str(teacher)
+    assert not (runs / "md4all_dd@seed44").exists() and "syn2real_ra@seed44" in done
+    assert run_row(protocol, "syn2real_ra", runs, {}, seed=44)[0] == ckpt  # reused, not retrained
+    # the protocol's own seed is today's folder; a registered `<key>_seed43` row serves as seed 43
+    assert run_row(protocol, "md4all_dd", runs, {}, seed=protocol.seed)[0] == md4all
+    alias, _ = run_row(protocol, "md4all_dd", runs, {}, seed=43)
+    assert alias == runs / "md4all_dd_seed43" / "checkpoints" / "last.pt"
+    assert load_checkpoint(alias)["config"]["train"]["seed"] == 43
+    with pytest.raises(ValueError, match="teacher is trained once"):
+        run_row(protocol, TEACHER, runs, {}, seed=43)
+    # a folder holding another seed's run is refused (train.* is otherwise run mechanics)
+    with pytest.raises(RunMismatchError, match=r"train\.seed"):
+        train_row(protocol, "md4all_dd", "md4all_dd", teacher=teacher, extra=["train.seed=44"], runs_root=runs)
+
+
+def test_v2_schedule_touches_students_not_the_teacher(protocol: BenchProtocol, runs: Path, teacher: Path) -> None:
+    from robustdepth.data import build_dataset
+    from robustdepth.training.pipeline import config_differences
+
+    v2 = replace(protocol, version=2, student_epochs=3, student_steps=0, student_decay_every_epochs=2.25,
+                 student_gamma=0.1)
+    cfg = row_config(v2, "md4all_dd", "md4all_dd", teacher=teacher, runs_root=runs)
+    per_epoch = len(build_dataset(cfg, cfg.data.train_split, train=True)) // v2.student_batch_size
+    assert student_budget(v2) == 3 * per_epoch == cfg.optim.max_steps
+    assert cfg.optim.decay_every_epochs == 2.25 and cfg.optim.gamma == 0.1 and cfg.optim.lr == protocol.student_lr
+    v1_cfg = row_config(protocol, "md4all_dd", "md4all_dd", teacher=teacher, runs_root=runs)
+    assert v1_cfg.optim.decay_every_epochs != 2.25  # version 1 keeps the recipe's decay (cached runs stay valid)
+
+    def teacher_cfg(p: BenchProtocol):
+        return row_config(p, TEACHER, p.teacher_recipe, extra=[f"optim.lr={p.teacher_lr}"], runs_root=runs,
+                          steps=p.teacher_steps, batch_size=p.teacher_batch_size)
+
+    from robustdepth.config import to_dict
+
+    assert config_differences(to_dict(teacher_cfg(protocol)), teacher_cfg(v2)) == []
+    assert teacher_cfg(v2).optim.decay_every_epochs == teacher_cfg(protocol).optim.decay_every_epochs
+    # --device passes through to train.device; a run trained elsewhere is still the same experiment
+    gpu = replace(protocol, device="cuda")
+    assert row_config(gpu, "md4all_dd", "md4all_dd", teacher=teacher, runs_root=runs).train.device == "cuda"
+    assert config_differences(to_dict(v1_cfg), row_config(gpu, "md4all_dd", "md4all_dd", teacher=teacher,
+                                                           runs_root=runs)) == []
+    assert table_protocol(REPO / "benchmarks" / "protocol.yaml", True, device="cuda").device == "cuda"
+
+
+def test_evaluation_keeps_per_frame_metrics(md4all: Path, protocol: BenchProtocol) -> None:
+    summary = evaluate_run(protocol, md4all)
+    frames = frame_metrics(protocol, md4all)
+    assert frames_path(protocol, md4all) == md4all.parent.parent / "results_world_frames.json"
+    conditions = {f["condition"] for f in frames}
+    assert conditions and all(f["name"].split("/")[-2] == f["condition"] for f in frames)
+    for cond in conditions:  # the summary is the mean of the sidecar's frames
+        values = [f["abs_rel"] for f in frames if f["condition"] == cond]
+        assert summary[cond]["abs_rel"] == pytest.approx(sum(values) / len(values), rel=1e-6)
+    # a cached result without its sidecar is evaluated again
+    frames_path(protocol, md4all).unlink()
+    evaluate_run(protocol, md4all)
+    assert frames_path(protocol, md4all).is_file()
+
+
+def _synthetic_frames(shift: float, seed: int) -> list[dict]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in range(30):
+        base = 0.2 + 0.1 * rng.standard_normal() ** 2
+        for cond in ("clear", "night", "rain", "fog", "snow"):
+            out.append({"name": f"seq/{cond}/{f:06d}", "condition": cond, "abs_rel": base + shift})
+    return out
+
+
+def test_methods_comparisons_reading_and_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Comparisons pair the rows' seeds (the one-seed teacher with each); reading and table come from them."""
+    from robustdepth.bench import methods
+
+    frames = {"t": _synthetic_frames(0.0, 0), "c42": _synthetic_frames(-0.001, 0), "c43": _synthetic_frames(0.0, 0),
+              "d42": _synthetic_frames(-0.02, 0), "d43": _synthetic_frames(-0.021, 0)}
+    monkeypatch.setattr(methods, "frame_metrics", lambda protocol, ckpt: frames[str(ckpt)])
+    rows = methods.table_rows(["md2_continued", "md4all_dd"])
+    assert list(rows) == ["Monodepth2 (teacher)", "Monodepth2 continued", "md4all-DD"]
+    checkpoints = {"Monodepth2 (teacher)": {42: Path("t")}, "Monodepth2 continued": {42: Path("c42"), 43: Path("c43")},
+                   "md4all-DD": {42: Path("d42"), 43: Path("d43")}}
+    compared = methods.comparisons(None, checkpoints, rows, replicates=300)  # type: ignore[arg-type]
+    assert [(c["method"], c["baseline"], c["seed_list"]) for c in compared] == [
+        ("Monodepth2 continued", "Monodepth2 (teacher)", [42, 43]), ("md4all-DD", "Monodepth2 continued", [42, 43])]
+    dd = compared[1]["effects"]["adverse_mean"]
+    assert dd["verdict"] == "resolved better" and dd["mean"] == pytest.approx(-0.02, abs=1e-9)
+    mean = {"clear": {"abs_rel": 0.2}, "adverse_mean": {"abs_rel": 0.25}}
+    result = {"comparisons": compared, "rows": {"Monodepth2 continued": mean},
+              "bootstrap": {"replicates": 300, "level": 0.95}}
+    text = "\n".join(methods.reading(result))
+    assert "adverse-mean AbsRel -0.0200 [" in text and "(-8.0 % of the baseline's 0.2500), resolved better" in text
+    assert "1 of 2 comparisons resolve an adverse-mean improvement: md4all-DD vs Monodepth2" in text
+    table = "\n".join(methods.comparison_table(result))
+    assert "| md4all-DD | Monodepth2 continued | 2 | -0.0200 [" in table and "✓" in table
+    assert methods.forest_plot(compared, tmp_path / "forest.png", 2).stat().st_size > 1000
+    from robustdepth.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no_such_row"):
+        methods.table_rows(["no_such_row"])
+
+
+def test_methods_mean_row_over_seeds() -> None:
+    from robustdepth.bench.methods import mean_row
+
+    def row(clear: float, adverse: float, s: float) -> dict:
+        return {"clear": {"abs_rel": clear, "sq_rel": 1.0, "rmse": 5.0, "a1": 0.6},
+                "adverse_mean": {"abs_rel": adverse, "sq_rel": 2.0, "rmse": 6.0, "a1": 0.5}, "s_per_step": s}
+
+    out = mean_row({42: row(0.20, 0.30, 1.0), 43: row(0.22, 0.26, 2.0)})
+    assert out["clear"]["abs_rel"] == pytest.approx(0.21) and out["adverse_mean"]["abs_rel"] == pytest.approx(0.28)
+    assert out["gap_abs_rel"] == pytest.approx(0.07) and out["s_per_step"] == pytest.approx(1.5)
+    assert out["seed_sd"]["adverse_mean_abs_rel"] == pytest.approx(0.02 * 2 ** 0.5)

@@ -1,29 +1,33 @@
-"""``robustdepth bench methods``: every method side by side under the one benchmark protocol.
+"""``robustdepth bench methods``: every method side by side under the one benchmark protocol, with seeds.
 
-Trains (or reuses) the protocol's day-clear teacher and every method's row from the one run registry
-(robustdepth.bench.protocol: ``RUNS/<key>``, the same runs benchmarks/distillation.py, rosam.py and sec.py
-report, each trained once) — Monodepth2, md4all-DD, Syn2Real-RA, ACDepth, RoSAMDepth, MD2+SEC and the
-combined ``all`` — evaluates each per condition on the world's test split and with the RoboDepth
-corruptions of the clear test frames, and writes ``methods.{json,md}``, a bar plot of AbsRel per condition
-per method and a qualitative grid (one test frame in every condition × each method's depth). Every stage
-is cached: an interrupted benchmark continues where it stopped. Run it from the repository root::
+Trains (or reuses) the protocol's day-clear teacher and every row of the table, each with every seed of the
+protocol (``seeds:``; the chain — teacher, initialisation, Φ_day — is the protocol seed's, shared by every
+seed), from the one run registry (robustdepth.bench.protocol: ``RUNS/<key>`` for the protocol's seed,
+``RUNS/<key>@seed<k>`` for another; the same runs benchmarks/distillation.py, rosam.py and sec.py report).
+It evaluates each run per condition on the world's test split (per-frame metrics kept beside the results),
+scores the protocol seed's checkpoints on the RoboDepth corruptions of clear test frames, and compares every
+method with its paper baseline by a paired bootstrap over seeds and test frames (robustdepth.bench.stats).
+It writes ``methods.{json,md}`` (mean over seeds, the paired differences with 95 % intervals and a
+resolved/unresolved verdict, a reading computed from them), a forest plot of every effect per condition
+and a qualitative grid (one test frame in every condition × each row's protocol-seed model). Every stage
+is cached: an interrupted benchmark continues where it stopped, row by row and seed by seed. From the
+repository root::
 
-    robustdepth bench methods --protocol benchmarks/protocol.yaml           # runs/bench → docs/results/methods.*
-    robustdepth bench methods --protocol benchmarks/protocol.yaml --quick   # runs/bench_quick → methods_quick.*
+    robustdepth bench methods --protocol benchmarks/protocol.yaml            # runs/bench_v2 → docs/results/methods.*
+    robustdepth bench methods --protocol benchmarks/protocol.yaml --quick    # smoke: methods_quick.* (not results)
+    robustdepth bench methods --rows md4all_dd acdepth --seeds 42 43         # a subset (rows by registry key)
+    robustdepth bench methods --protocol benchmarks/protocol_v1.yaml         # the committed v1 table (runs/bench)
+    robustdepth bench methods --device cuda                                  # the same runs on a GPU
 
-On a fresh runs root: the teacher (≈ 30 min on 2 quiet cores) + seven students of 300 steps (≈ 50 min);
-rows the other tables already trained cost only their evaluation.
-
-Chains (as the papers, registry keys in brackets): md4all-DD [md4all_dd], ACDepth [acdepth] and ``all``
-distil the day-clear teacher; Syn2Real-RA [syn2real_ra] and RoSAMDepth [rosam] distil Φ_syn = the md4all-DD
-row (with Φ_day = the teacher); MD2+SEC [sec_monodepth2] continues the teacher self-supervised with SECL.
-The Monodepth2 row is the teacher itself.
+The cost of a full table is in docs/results/bench_cost.md. The rows and comparisons are the module
+constants TABLE and COMPARISONS; control and oracle rows appear (labelled) when their keys are registered.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,27 +35,90 @@ import numpy as np
 
 from robustdepth.bench.protocol import (
     ADVERSE,
+    ROWS,
+    TABLE_METRICS,
     TEACHER,
     BenchProtocol,
     evaluate_run,
+    frame_metrics,
     method_row,
     rows_to_markdown,
     run_row,
     runs_root_for,
     table_protocol,
 )
+from robustdepth.bench.stats import ADVERSE_MEAN, BETTER, CONDITIONS, UNRESOLVED, WORSE, compare
+from robustdepth.config import ConfigError
 
-# table row name -> registry key (robustdepth.bench.protocol.ROWS)
-ROWS: dict[str, str] = {
-    "md4all-DD": "md4all_dd",
-    "Syn2Real-RA": "syn2real_ra",
-    "ACDepth": "acdepth",
-    "RoSAMDepth": "rosam",
-    "MD2+SEC": "sec_monodepth2",
-    "all": "all",
-    "all − SEC": "all_no_sec",  # ACDepth + RoSAMDepth terms only: what the SEC overlay adds to the combination
-}
 CORRUPTION_FRAMES = 6
+BOOTSTRAP_REPLICATES = 2000
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """A row of the methods table: its registry key (``TEACHER`` or a key of ROWS) and its kind —
+    ``method`` (a seed method), ``baseline`` (a paper baseline at the same budget), ``reference`` (one run,
+    not seeded), ``control`` or ``oracle`` (rows of the method issues; never a method result)."""
+
+    key: str
+    kind: str = "method"
+
+
+#: Rows by their table label, in table order.
+TABLE: dict[str, TableRow] = {
+    "Monodepth2 (teacher)": TableRow(TEACHER, "reference"),
+    # the teacher continued self-supervised, no degradation, same budget: separates *more steps* from *method*
+    "Monodepth2 continued": TableRow("md2_continued", "baseline"),
+    "md4all-DD": TableRow("md4all_dd"),
+    "ACDepth": TableRow("acdepth"),
+    "Syn2Real-RA": TableRow("syn2real_ra"),
+    "RoSAMDepth": TableRow("rosam"),
+    # SEC-Depth's host: the same degraded-view schedule (every 5th step) without SECL
+    "MD2 + degraded views": TableRow("md2_deg_s5", "baseline"),
+    "MD2+SEC": TableRow("sec_monodepth2"),
+    "all": TableRow("all"),
+    "all − SEC": TableRow("all_no_sec"),  # ACDepth + RoSAMDepth terms only
+    "SEC positive-only (control)": TableRow("sec_positive_only", "control"),
+    "ACDepth, oracle prior (oracle)": TableRow("acdepth_oracle", "oracle"),
+    "RoSAMDepth, oracle masks, coverage-matched (oracle)": TableRow("rosam_world_masks", "oracle"),
+}
+
+#: (method, baseline, what the difference measures) — each method against the baseline its paper uses.
+COMPARISONS: tuple[tuple[str, str, str], ...] = (
+    ("Monodepth2 continued", "Monodepth2 (teacher)", "more steps alone"),
+    ("md4all-DD", "Monodepth2 continued", "md4all-DD vs Monodepth2 (same budget)"),
+    ("ACDepth", "md4all-DD", "ACDepth vs md4all-DD"),
+    ("Syn2Real-RA", "md4all-DD", "Syn2Real-RA vs md4all-DD"),
+    ("RoSAMDepth", "Syn2Real-RA", "RoSAMDepth vs Syn2Real-RA"),
+    ("MD2+SEC", "MD2 + degraded views", "SEC vs its host without SECL"),
+    ("all", "ACDepth", "all vs its ACDepth part"),
+    ("all", "RoSAMDepth", "all vs its RoSAMDepth part"),
+    ("all", "all − SEC", "all vs all without its SEC part"),
+    ("MD2+SEC", "SEC positive-only (control)", "SECL's negatives (control)"),
+    ("ACDepth, oracle prior (oracle)", "ACDepth", "a perfect OGD prior (oracle)"),
+    ("RoSAMDepth, oracle masks, coverage-matched (oracle)", "RoSAMDepth", "perfect masks (oracle)"),
+)
+
+
+def table_rows(keys: list[str] | None = None) -> dict[str, TableRow]:
+    """The table's rows whose keys are registered (controls appear once their method issue adds them),
+    optionally only ``keys`` (registry keys; the teacher is always there: it is every chain's root)."""
+    rows = {name: row for name, row in TABLE.items() if row.key == TEACHER or row.key in ROWS}
+    if keys:
+        unknown = sorted(set(keys) - {row.key for row in rows.values()})
+        if unknown:
+            raise ConfigError(f"--rows: {', '.join(unknown)} not in the methods table; rows: "
+                             f"{', '.join(row.key for row in rows.values())}")
+        rows = {name: row for name, row in rows.items() if row.key in keys or row.key == TEACHER}
+    return rows
+
+
+def row_seeds(protocol: BenchProtocol, row: TableRow, seeds: list[int] | None = None) -> list[int]:
+    """The seeds a row is trained with: the teacher only with the protocol's seed, the rest with every
+    protocol seed (or the ``--seeds`` subset)."""
+    if row.key == TEACHER:
+        return [protocol.seed]
+    return list(seeds) if seeds else list(protocol.run_seeds)
 
 
 def corrupted_clear_frames(protocol: BenchProtocol, frames: int) -> tuple[list[np.ndarray], dict[str, Any]]:
@@ -78,7 +145,8 @@ def corruption_scores(checkpoint: Path, gts: list[np.ndarray], images: dict[str,
     cache = checkpoint.parent.parent / "corruptions.json"
     if cache.is_file() and cache.stat().st_mtime >= checkpoint.stat().st_mtime:
         return json.loads(cache.read_text())
-    model, eval_protocol = DepthModel.from_checkpoint(checkpoint), get_protocol(protocol.eval_protocol)
+    model = DepthModel.from_checkpoint(checkpoint, device=protocol.device or "auto")
+    eval_protocol = get_protocol(protocol.eval_protocol)
 
     def mean_metrics(batch: list[np.ndarray]) -> dict[str, float]:
         frames = [evaluate_frame(gt, model.infer(img), eval_protocol) for gt, img in zip(gts, batch, strict=True)]
@@ -94,97 +162,271 @@ def corruption_scores(checkpoint: Path, gts: list[np.ndarray], images: dict[str,
     return summary
 
 
-def run(protocol: BenchProtocol, out: Path, runs: Path, quick: bool = False,
-        corruption_frames: int = CORRUPTION_FRAMES, rows: list[str] | None = None) -> dict[str, Any]:
-    from robustdepth.demo import world_condition_panel
-    from robustdepth.evaluation.report import plot_metric_bars
-    from robustdepth.inference import DepthModel
-
+def train_table(protocol: BenchProtocol, runs: Path, rows: dict[str, TableRow], seeds: list[int] | None = None,
+                ) -> dict[str, dict[int, tuple[Path, float | None]]]:
+    """Every (row, seed) run, seed-major (all rows of the first seed, then the next seed: a stopped table
+    has whole seeds); {label: {seed: (checkpoint, s/step)}}."""
     done: dict[str, tuple[Path, float | None]] = {}
-    teacher, teacher_s_per_step = run_row(protocol, TEACHER, runs, done)
-    checkpoints, timing = {"Monodepth2": teacher}, {"Monodepth2": teacher_s_per_step}
-    for name in rows or list(ROWS):
-        checkpoints[name], timing[name] = run_row(protocol, ROWS[name], runs, done)
+    runs_by_row: dict[str, dict[int, tuple[Path, float | None]]] = {name: {} for name in rows}
+    order = sorted({s for row in rows.values() for s in row_seeds(protocol, row, seeds)},
+                   key=lambda s: (s != protocol.seed, s))
+    for seed in order:
+        for name, row in rows.items():
+            if seed in row_seeds(protocol, row, seeds):
+                runs_by_row[name][seed] = run_row(protocol, row.key, runs, done, seed=seed)
+    return runs_by_row
+
+
+def mean_row(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' mean of each metric (and s/step over the timed seeds), with the seeds' spread (sample sd)
+    of clear and adverse-mean AbsRel."""
+    rows = list(per_seed.values())
+    out: dict[str, Any] = {}
+    for part in ("clear", *ADVERSE, "adverse_mean"):
+        if all(part in r for r in rows):
+            out[part] = {m: float(np.mean([r[part][m] for r in rows])) for m in TABLE_METRICS}
+    if "clear" in out and "adverse_mean" in out:
+        out["gap_abs_rel"] = out["adverse_mean"]["abs_rel"] - out["clear"]["abs_rel"]
+    timed = [r["s_per_step"] for r in rows if "s_per_step" in r]
+    if timed:
+        out["s_per_step"] = float(np.mean(timed))
+    if len(rows) > 1:
+        out["seed_sd"] = {f"{part}_abs_rel": float(np.std([r[part]["abs_rel"] for r in rows], ddof=1))
+                          for part in ("clear", "adverse_mean") if part in out}
+    return out
+
+
+def comparisons(protocol: BenchProtocol, checkpoints: dict[str, dict[int, Path]], rows: dict[str, TableRow],
+                replicates: int = BOOTSTRAP_REPLICATES) -> list[dict[str, Any]]:
+    """Every COMPARISONS pair whose two rows are in the table: the paired bootstrap of AbsRel over the seeds
+    both have (a one-seed reference baseline pairs with every seed of the method)."""
+    out = []
+    for method, baseline, measures in COMPARISONS:
+        if method not in checkpoints or baseline not in checkpoints:
+            continue
+        if rows[baseline].kind == "reference":
+            seeds = sorted(checkpoints[method])
+            base = [frame_metrics(protocol, next(iter(checkpoints[baseline].values())))]
+        else:
+            seeds = sorted(set(checkpoints[method]) & set(checkpoints[baseline]))
+            if not seeds:
+                continue
+            base = [frame_metrics(protocol, checkpoints[baseline][s]) for s in seeds]
+        meth = [frame_metrics(protocol, checkpoints[method][s]) for s in seeds]
+        result = compare(meth, base, "abs_rel", replicates=replicates)
+        out.append({"method": method, "baseline": baseline, "measures": measures, "seed_list": seeds,
+                    "kind": next((rows[n].kind for n in (method, baseline) if rows[n].kind in ("control", "oracle")),
+                                 "method"), **result})
+    return out
+
+
+def run(protocol: BenchProtocol, out: Path, runs: Path, quick: bool = False,
+        corruption_frames: int = CORRUPTION_FRAMES, rows: list[str] | None = None,
+        seeds: list[int] | None = None, replicates: int = BOOTSTRAP_REPLICATES) -> dict[str, Any]:
+    """Train/reuse, evaluate, compare and write the table; returns what methods.json holds."""
+    table = table_rows(rows)
+    trained = train_table(protocol, runs, table, seeds)
+    checkpoints = {name: {s: ckpt for s, (ckpt, _) in by_seed.items()} for name, by_seed in trained.items()}
     gts, images = corrupted_clear_frames(protocol, corruption_frames)
-    table: dict[str, dict[str, Any]] = {}
-    for name, ckpt in checkpoints.items():
-        table[name] = method_row(evaluate_run(protocol, ckpt), timing.get(name))
-        table[name]["corruptions"] = corruption_scores(ckpt, gts, images, protocol)
+    result_rows: dict[str, dict[str, Any]] = {}
+    for name, by_seed in trained.items():
+        per_seed = {s: method_row(evaluate_run(protocol, ckpt), s_step) for s, (ckpt, s_step) in by_seed.items()}
+        first = checkpoints[name][min(by_seed, key=lambda s: (s != protocol.seed, s))]
+        result_rows[name] = {**mean_row(per_seed), "key": table[name].key, "kind": table[name].kind,
+                             "seeds": sorted(per_seed), "per_seed": {str(s): r for s, r in per_seed.items()},
+                             "corruptions": corruption_scores(first, gts, images, protocol)}
+    compared = comparisons(protocol, checkpoints, table, replicates)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "methods_quick" if quick else "methods"
-    summaries = {name: evaluate_run(protocol, ckpt) for name, ckpt in checkpoints.items()}
-    plot_metric_bars(summaries, "abs_rel", out / f"{stem}_abs_rel.png", conditions=["clear", *ADVERSE])
-    models = {name: DepthModel.from_checkpoint(ckpt) for name, ckpt in checkpoints.items()}
-    world_condition_panel(models, protocol.world_root, out / f"{stem}_grid.png", width_inches=2.0)
-    result = {"protocol": {k: str(v) for k, v in protocol.__dict__.items()}, "quick": quick, "rows": table,
-              "runs_root": str(runs), "checkpoints": {k: str(v) for k, v in checkpoints.items()},
-              "corruption_frames": corruption_frames}
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+    stem = output_stem(protocol.version, quick)
+    forest_plot(compared, out / f"{stem}_forest.png", protocol.version)
+    qualitative_grid(protocol, {n: c for n, c in checkpoints.items() if table[n].kind in ("method", "reference")},
+                     out / f"{stem}_grid.png")
+    result = {"protocol_version": protocol.version, "protocol_summary": protocol.summary(),
+              "protocol": {k: str(v) for k, v in protocol.__dict__.items()}, "quick": quick,
+              "seeds": sorted({s for r in result_rows.values() for s in r["seeds"]}), "rows": result_rows,
+              "comparisons": compared, "bootstrap": {"replicates": replicates, "level": 0.95,
+                                                     "scheme": "robustdepth/bench/stats.py (module docstring)"},
+              "runs_root": str(runs), "corruption_frames": corruption_frames,
+              "checkpoints": {n: {str(s): str(c) for s, c in by.items()} for n, by in checkpoints.items()}}
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1))
     (out / f"{stem}.md").write_text(to_markdown(result, stem))
     return result
 
 
+CURRENT_VERSION = 2
+
+
+def output_stem(version: int, quick: bool) -> str:
+    """``methods`` for the current protocol version, ``methods_v<N>`` for an older one (a rerun of v1 never
+    overwrites the current table), ``_quick`` appended for smoke runs."""
+    stem = "methods" if version == CURRENT_VERSION else f"methods_v{version}"
+    return f"{stem}_quick" if quick else stem
+
+
+def qualitative_grid(protocol: BenchProtocol, checkpoints: dict[str, dict[int, Path]], out_png: Path) -> Path:
+    """One test frame in every condition × each row's protocol-seed (else first-seed) model."""
+    from robustdepth.demo import world_condition_panel
+    from robustdepth.inference import DepthModel
+
+    models = {name: DepthModel.from_checkpoint(by_seed.get(protocol.seed, by_seed[min(by_seed)]),
+                                               device=protocol.device or "auto")
+              for name, by_seed in checkpoints.items()}
+    return world_condition_panel(models, protocol.world_root, out_png, width_inches=2.0)
+
+
+VERDICT_COLOURS = {BETTER: "tab:green", WORSE: "tab:red", UNRESOLVED: "tab:gray"}
+
+
+def forest_plot(compared: list[dict[str, Any]], out_png: Path, version: int) -> Path:
+    """Every comparison's AbsRel difference (method − baseline, labelled "method vs baseline") with its 95 %
+    interval, one panel per condition and the adverse mean; green = resolved better, red = resolved worse,
+    grey = unresolved."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [*CONDITIONS, ADVERSE_MEAN]
+    labels = [f"{c['method']} vs {c['baseline']}" for c in compared]
+    fig, axes = plt.subplots(1, len(columns), figsize=(2.3 * len(columns) + 3.5, 0.42 * max(1, len(labels)) + 1.4),
+                             sharey=True, squeeze=False)
+    y = np.arange(len(labels))[::-1]
+    for ax, column in zip(axes[0], columns, strict=True):
+        for yi, comp in zip(y, compared, strict=True):
+            e = comp["effects"].get(column)
+            if e is None:
+                continue
+            ax.errorbar(e["mean"], yi, xerr=[[e["mean"] - e["low"]], [e["high"] - e["mean"]]], fmt="o", ms=4,
+                        color=VERDICT_COLOURS[e["verdict"]], capsize=2)
+        ax.axvline(0.0, color="black", lw=0.8)
+        ax.set_title(column.replace("_", " "), fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+        ax.set_xlabel("Δ AbsRel", fontsize=8)
+    axes[0][0].set_yticks(y, labels, fontsize=7)
+    fig.suptitle(f"Paired differences, 95 % bootstrap intervals over seeds × frames (protocol v{version})",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _cell(effect: dict[str, Any] | None) -> str:
+    if effect is None:
+        return "–"
+    mark = {BETTER: " ✓", WORSE: " ✗", UNRESOLVED: ""}[effect["verdict"]]
+    return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}]{mark}"
+
+
 def to_markdown(result: dict[str, Any], stem: str) -> str:
-    p = result["protocol"]
-    note = (f"{'QUICK smoke run — not a result. ' if result['quick'] else ''}Command: `robustdepth bench methods "
-            f"--protocol benchmarks/protocol.yaml{' --quick' if result['quick'] else ''}`. World `{p['world_preset']}` "
-            f"(seed {p['world_seed']}) at {p['height']}×{p['width']}; teacher {p['teacher_steps']} steps, students "
-            f"{p['student_steps']} steps from the teacher's weights; evaluation protocol `{p['eval_protocol']}` "
-            f"(0.1–80 m, per-image median scaling) on the `{p['eval_split']}` split's own renders of each weather. "
-            "Gap = adverse-mean AbsRel − clear AbsRel. mCE/mRR: RoboDepth corruptions of "
-            f"{result['corruption_frames']} clear test frames, reference MonoDepth2-R18 (KITTI-C published row).")
-    lines = [rows_to_markdown(result["rows"], "All methods side by side", note), "",
-             "| method | mCE | mRR |", "|---|---:|---:|"]
-    for name, row in result["rows"].items():
-        c = row["corruptions"]
-        lines.append(f"| {name} | {100 * c['mCE']:.1f} % | {100 * c['mRR']:.1f} % |")
-    lines += ["", *reading(result["rows"])]
-    lines += ["", f"![AbsRel per condition]({stem}_abs_rel.png)", "", f"![One test frame]({stem}_grid.png)", ""]
+    quick = result["quick"]
+    version = result["protocol_version"]
+    path = "benchmarks/protocol.yaml" if version == CURRENT_VERSION else f"benchmarks/protocol_v{version}.yaml"
+    command = f"robustdepth bench methods --protocol {path}{' --quick' if quick else ''}"
+    seeds = ", ".join(map(str, result["seeds"]))
+    summary = result["protocol_summary"].split(": ", 1)[-1]  # "protocol vN: …" — the version goes in bold
+    note = (f"{'QUICK smoke run — not a result. ' if quick else ''}**Protocol v{version}**: {summary}. "
+            f"Command: `{command}`. Each row is the mean over its seeds ({seeds}; the "
+            "teacher has one); every student starts from the weights of its chain's model as the registry says "
+            "(robustdepth/bench/protocol.py ROWS). Evaluation per condition on the split's own renders of each "
+            "weather (0.1–80 m, per-image median scaling). Gap = adverse-mean AbsRel − clear AbsRel; s/step = mean "
+            "wall seconds per training step over the seeds this machine timed.")
+    rows = result["rows"]
+    lines = [rows_to_markdown(rows, f"All methods side by side (protocol v{version})", note), "",
+             "| row | kind | seeds | seed sd, clear AbsRel | seed sd, adverse AbsRel | mCE | mRR |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        sd = r.get("seed_sd", {})
+        c = r["corruptions"]
+        spread = [f"{sd[k]:.4f}" if k in sd else "–" for k in ("clear_abs_rel", "adverse_mean_abs_rel")]
+        lines.append(f"| {name} | {r['kind']} | {', '.join(map(str, r['seeds']))} | {' | '.join(spread)} | "
+                     f"{100 * c['mCE']:.1f} % | {100 * c['mRR']:.1f} % |")
+    lines += ["", "mCE/mRR: RoboDepth corruptions of "
+              f"{result['corruption_frames']} clear test frames, protocol-seed model, reference MonoDepth2-R18 "
+              "(KITTI-C published row).", "", *comparison_table(result), "", *reading(result), "",
+              f"![Paired differences per condition]({stem}_forest.png)", "",
+              f"![One test frame in every condition]({stem}_grid.png)", ""]
     return "\n".join(lines)
 
 
-def reading(rows: dict[str, dict[str, Any]], baseline: str = "Monodepth2") -> list[str]:
-    """The table in words, computed from it: each row's change against the baseline, the best row per column."""
-    if baseline not in rows or "adverse_mean" not in rows[baseline]:
+def comparison_table(result: dict[str, Any]) -> list[str]:
+    """Method − baseline AbsRel per condition and on the adverse mean: mean [95 % interval], ✓ resolved better,
+    ✗ resolved worse, no mark unresolved."""
+    b = result["bootstrap"]
+    lines = ["## Each method against its baseline", "",
+             f"Paired AbsRel difference (method − baseline; negative = better), mean [{int(100 * b['level'])} % "
+             f"interval] from {b['replicates']} bootstrap replicates over seeds and test frames (paired: same "
+             "seeds, same frames; scheme: robustdepth/bench/stats.py). ✓ resolved better, ✗ resolved worse.", "",
+             "| method | baseline | seeds | " + " | ".join([*CONDITIONS, "adverse mean"]) + " | adverse verdict |",
+             "|---|---|---|" + "---:|" * (len(CONDITIONS) + 1) + "---|"]
+    for c in result["comparisons"]:
+        cells = [_cell(c["effects"].get(k)) for k in (*CONDITIONS, ADVERSE_MEAN)]
+        verdict = c["effects"].get(ADVERSE_MEAN, {}).get("verdict", "–")
+        lines.append(f"| {c['method']} | {c['baseline']} | {len(c['seed_list'])} | " + " | ".join(cells)
+                     + f" | {verdict} |")
+    return lines
+
+
+def reading(result: dict[str, Any]) -> list[str]:
+    """The comparisons in words, computed from them: one sentence per comparison."""
+    if not result["comparisons"]:
         return []
-    base = rows[baseline]
-    lines = ["## Reading the table", "",
-             f"Relative change against {baseline} (negative AbsRel = better):", "",
-             "| method | adverse AbsRel | clear AbsRel | adverse RMSE | adverse δ1 |", "|---|---:|---:|---:|---:|"]
-    for name, r in rows.items():
-        if name == baseline or "adverse_mean" not in r:
-            continue
-        def change(part: str, metric: str, r: dict[str, Any] = r) -> str:
-            return f"{100 * (r[part][metric] / base[part][metric] - 1):+.1f} %"
-        lines.append(f"| {name} | {change('adverse_mean', 'abs_rel')} | {change('clear', 'abs_rel')} | "
-                     f"{change('adverse_mean', 'rmse')} | {change('adverse_mean', 'a1')} |")
-    columns = {"adverse AbsRel": ("adverse_mean", "abs_rel", min), "adverse SqRel": ("adverse_mean", "sq_rel", min),
-               "adverse RMSE": ("adverse_mean", "rmse", min), "adverse δ1": ("adverse_mean", "a1", max),
-               "clear AbsRel": ("clear", "abs_rel", min)}
-    best = []
-    for label, (part, metric, pick) in columns.items():
-        scored = {n: r[part][metric] for n, r in rows.items() if part in r}
-        winner = pick(scored, key=scored.__getitem__)
-        best.append(f"{label}: {winner} ({scored[winner]:.4f})")
-    return [*lines, "", "Best per column: " + "; ".join(best) + "."]
+    lines = ["## Reading the table", ""]
+    for c in result["comparisons"]:
+        effects = c["effects"]
+        adverse = effects.get(ADVERSE_MEAN)
+        head = (f"- **{c['measures']}** ({c['method']} vs {c['baseline']}, {c['seeds']} seed(s) × {c['frames']} "
+                "frames): ")
+        if adverse is not None:
+            rel = ""
+            base = result["rows"].get(c["baseline"], {}).get("adverse_mean", {}).get("abs_rel")
+            if base:
+                rel = f" ({100 * adverse['mean'] / base:+.1f} % of the baseline's {base:.4f})"
+            head += (f"adverse-mean AbsRel {adverse['mean']:+.4f} [{adverse['low']:+.4f}, {adverse['high']:+.4f}]"
+                     f"{rel}, {adverse['verdict']}")
+        groups: dict[str, list[str]] = {}
+        for cond in CONDITIONS:
+            if cond in effects:
+                groups.setdefault(effects[cond]["verdict"], []).append(cond)
+        parts = [f"{verdict}: {', '.join(conds)}" for verdict, conds in groups.items()]
+        lines.append(head + ("; per condition — " + "; ".join(parts) if parts else "") + ".")
+    resolved = [c for c in result["comparisons"] if c["effects"].get(ADVERSE_MEAN, {}).get("verdict") == BETTER]
+    lines += ["", f"{len(resolved)} of {len(result['comparisons'])} comparisons resolve an adverse-mean improvement"
+              + (": " + "; ".join(c["measures"] for c in resolved) if resolved else "") + "."]
+    return lines
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    protocol = table_protocol(args.protocol, args.quick)
+    protocol = table_protocol(args.protocol, args.quick, device=args.device)
     runs = runs_root_for(protocol, args.runs)
-    result = run(protocol, Path(args.out), runs, quick=args.quick,
-                 corruption_frames=args.corruption_frames, rows=args.rows)
-    print(to_markdown(result, "methods_quick" if args.quick else "methods"))
+    if args.seeds:
+        unknown = sorted(set(args.seeds) - set(protocol.run_seeds))
+        if unknown:
+            raise ConfigError(f"--seeds {' '.join(map(str, unknown))}: not seeds of the protocol "
+                              f"({', '.join(map(str, protocol.run_seeds))})")
+    result = run(protocol, Path(args.out), runs, quick=args.quick, corruption_frames=args.corruption_frames,
+                 rows=args.rows, seeds=args.seeds, replicates=args.replicates)
+    print(to_markdown(result, output_stem(protocol.version, args.quick)))
     return 0
 
 
 def add_subparser(commands: Any) -> None:
-    p = commands.add_parser("methods", help="every method side by side (table, plot, grid)", description=__doc__)
+    p = commands.add_parser("methods", help="every method side by side (table, intervals, forest plot, grid)",
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", default="benchmarks/protocol.yaml")
     p.add_argument("--out", default="docs/results")
-    p.add_argument("--runs", default=None, help="runs root shared by every table (default runs/bench; --quick: "
-                   "runs/bench_quick); use the same spelling as the other tables (relative to the repo root)")
-    p.add_argument("--quick", action="store_true", help="tiny smoke version (tiny world, a few steps)")
+    p.add_argument("--runs", default=None, help="runs root shared by every table (default runs/bench for protocol "
+                   "v1, runs/bench_vN for vN; --quick: …_quick); use the same spelling as the other tables")
+    p.add_argument("--quick", action="store_true", help="tiny smoke version (tiny world, a few steps, 2 seeds)")
     p.add_argument("--corruption-frames", type=int, default=CORRUPTION_FRAMES)
-    p.add_argument("--rows", nargs="+", choices=list(ROWS), help="train only these rows (plus what they need)")
+    p.add_argument("--rows", nargs="+", metavar="KEY",
+                   help="only these rows (registry keys: " + ", ".join(r.key for r in TABLE.values()
+                                                                    if r.key != TEACHER)
+                   + "); the teacher and each row's chain come along; comparisons need both of their rows")
+    p.add_argument("--seeds", nargs="+", type=int, help="only these of the protocol's seeds")
+    p.add_argument("--replicates", type=int, default=BOOTSTRAP_REPLICATES, help="bootstrap replicates")
+    p.add_argument("--device", default=None, help="train.device and evaluation device (e.g. cuda; default: the "
+                   "config's, auto); never required")
     p.set_defaults(func=_cmd)
