@@ -7,7 +7,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean browser
 
 setup: $(STAMP)
 
@@ -16,9 +16,16 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt torch==2.13.0
-	$(PY) -m pip install -q -c constraints.txt -e ".[dev,onnx,hf,diffusion]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev,onnx,hf,diffusion,app]"
 	$(PY) -m pip install -q -c constraints.txt --no-deps imagecorruptions==1.1.2
+	-$(MAKE) -s browser
 	touch $(STAMP)
+
+# Best effort: headless Chromium + chromedriver for tests/test_app.py (skipped with a reason without them).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { (apt-get update -qq && apt-get install -y -qq chromium chromium-driver) >/dev/null 2>&1 || \
+	    echo "note: chromium not installed (no apt/root): the browser test will be skipped"; } ; true
 
 demo: $(STAMP)
 	$(VENV)/bin/robustdepth demo
