@@ -37,6 +37,8 @@ DATASET_MODULES: tuple[str, ...] = (
     "robustdepth.data.nuscenes",
     "robustdepth.data.robotcar",
     "robustdepth.data.drivingstereo",
+    "robustdepth.data.kitti_odometry",
+    "robustdepth.data.drives",
 )
 HOOK_MODULES: tuple[str, ...] = ("robustdepth.degrade.supply", "robustdepth.priors.masks")
 

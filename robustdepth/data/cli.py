@@ -46,21 +46,30 @@ class Report:
         return "\n".join([*self.lines, f"-- {verdict}"])
 
 
-def check_kitti(root: Path, splits_dir: Path, splits: list[str], png: bool | None) -> Report:
-    """Split files, images (and their format / size), calibration, velodyne and improved GT of KITTI."""
+def check_kitti(root: Path, splits_dir: Path, splits: list[str], png: bool | None, required: bool = True) -> Report:
+    """Split files, images (and their format / size), calibration, velodyne and improved GT of KITTI.
+
+    ``required=False`` (no ``--split`` given): a split whose folder or images are entirely absent is
+    skipped with a note, so an evaluation-only root (Eigen test frames only) passes.
+    """
     from robustdepth.data.kitti import (
         MD2_NORMALISED_K,
         KittiSequence,
         read_split_file,
         rectified_intrinsics,
+        scan_size_problem,
     )
 
     report = Report()
+    checked = 0
     for split in splits:
         path = splits_dir / split
         files = sorted(path.glob("*_files.txt")) if path.is_dir() else []
         if not files:
-            report.missing(f"split folder {split}", [path], 1)
+            if required:
+                report.missing(f"split folder {split}", [path], 1)
+            else:
+                report.ok(f"split folder {split}: absent, skipped (--split {split} to require it)")
             continue
         for split_file in files:
             entries = read_split_file(split_file)
@@ -74,8 +83,13 @@ def check_kitti(root: Path, splits_dir: Path, splits: list[str], png: bool | Non
                 report.ok(f"image format: {len(jpg)} .jpg, {n_png} .png -> set data.options.png={use_png} "
                           "(MD2 trains on JPEG by default; --png numbers differ slightly)")
             wanted = png_paths if use_png else clear
-            report.missing(f"{split_file.parent.name}/{split_file.name} images", [p for p in wanted if not p.is_file()],
-                           len(wanted))
+            absent = [p for p in wanted if not p.is_file()]
+            if not required and len(absent) == len(wanted):
+                report.ok(f"{split_file.parent.name}/{split_file.name}: none of its {len(wanted)} images on disk, "
+                          f"skipped (--split {split} to require it)")
+                continue
+            report.missing(f"{split_file.parent.name}/{split_file.name} images", absent, len(wanted))
+            checked += 1
             dates = sorted({e.folder.split("/")[0] for e in entries})
             calib = [root / d / f for d in dates for f in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")]
             report.missing("calibration files", [p for p in calib if not p.is_file()], len(calib))
@@ -88,6 +102,10 @@ def check_kitti(root: Path, splits_dir: Path, splits: list[str], png: bool | Non
                 else:
                     gt = [s.velodyne_path(e.frame) for s, e in zip(seqs, entries)]
                     report.missing("velodyne scans (Eigen GT)", [p for p in gt if not p.is_file()], len(gt))
+                    present = [p for p in gt if p.is_file()]
+                    if present:
+                        report.missing("velodyne scans with a valid size (N×4 float32)",
+                                       [p for p in present if scan_size_problem(p)], len(present))
             sizes: Counter[tuple[str, tuple[int, int]]] = Counter()
             for date in dates:
                 sample = next((p for p in wanted if p.is_file() and date in str(p)), None)
@@ -105,6 +123,8 @@ def check_kitti(root: Path, splits_dir: Path, splits: list[str], png: bool | Non
             if len({size for _, size in sizes}) > 1:
                 report.warn("native resolutions differ between recording days "
                             f"{sorted({s for _, s in sizes})}: GT stays native, predictions are resized per frame")
+    if not checked:
+        report.missing(f"images of any split in {splits}", [root], 1)
     return report
 
 
@@ -192,15 +212,28 @@ def check_drivingstereo(root: Path, splits_dir: Path | None) -> Report:
 
 def cmd_check(args: argparse.Namespace) -> int:
     root = Path(args.root)
-    if args.dataset == "kitti":
-        splits = args.split or ["eigen_zhou", "eigen", "eigen_benchmark"]
-        report = check_kitti(root, Path(args.splits_dir or root / "splits"), splits,
-                             None if args.png is None else args.png == "true")
+    png = None if args.png is None else args.png == "true"
+    splits_dir = Path(args.splits_dir or root / "splits")
+    if args.dataset == "kitti" and not args.split and not list(splits_dir.glob("*/*_files.txt")):
+        from robustdepth.data.drives import check_kitti_drives
+
+        report = check_kitti_drives(root, png)  # a recorded drive without MD2's split files
+    elif args.dataset == "kitti":
+        report = check_kitti(root, splits_dir, args.split or ["eigen_zhou", "eigen", "eigen_benchmark"], png,
+                             required=bool(args.split))
+    elif args.dataset == "kitti_odometry":
+        from robustdepth.data.kitti_odometry import check_kitti_odometry
+
+        report = check_kitti_odometry(root, args.sequence)
     elif args.dataset == "nuscenes":
         report = check_nuscenes(root, args.version, args.scene_splits)
     elif args.dataset == "robotcar":
         report = check_robotcar(root, Path(args.splits_dir or root / "splits"),
                                 Path(args.models_dir or root / "models"), args.camera)
+    elif args.dataset == "folder":
+        from robustdepth.data.folder_check import check_folder
+
+        report = check_folder(root, args.intrinsics, args.condition)
     else:
         report = check_drivingstereo(root, Path(args.splits_dir) if args.splits_dir else None)
     print(report.text())
@@ -213,7 +246,7 @@ def cmd_export_gt(args: argparse.Namespace) -> int:
     root = Path(args.root)
     split_file = Path(args.splits_dir or root / "splits") / args.split / "test_files.txt"
     out = Path(args.out or split_file.parent / "gt_depths.npz")
-    export_gt(root, split_file, out)
+    export_gt(root, split_file, out, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -250,9 +283,15 @@ def add_parser(subparsers: Any) -> None:
 
     p = sub.add_parser("check", help="validate a dataset root; list what is missing (exit 1 if anything is)")
     p.add_argument("root")
-    p.add_argument("--dataset", required=True, choices=("kitti", "nuscenes", "robotcar", "drivingstereo"))
+    p.add_argument("--dataset", required=True,
+                   choices=("kitti", "kitti_odometry", "nuscenes", "robotcar", "drivingstereo", "folder"))
+    p.add_argument("--intrinsics", help="folder: fx,fy,cx,cy when the folder has no intrinsics.txt")
+    p.add_argument("--condition", default="clear", help="folder: the condition label its frames get")
     p.add_argument("--splits-dir", help="split files (KITTI: MD2's splits/; RobotCar: RNW or md4all splits)")
-    p.add_argument("--split", action="append", help="KITTI split folder(s) to check (default all MD2 ones)")
+    p.add_argument("--split", action="append",
+                   help="KITTI split folder(s) to require (default: the MD2 ones whose images are on disk; "
+                        "without split files every drive on disk is checked)")
+    p.add_argument("--sequence", action="append", help="KITTI odometry sequence(s) (default all)")
     p.add_argument("--png", choices=("true", "false"), help="KITTI: expected image format (default: detect)")
     p.add_argument("--version", default="v1.0-trainval", help="nuScenes table version")
     p.add_argument("--scene-splits", help="nuScenes: JSON of train/val scene names (without nuscenes-devkit)")
@@ -266,6 +305,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--split", default="eigen", choices=("eigen", "eigen_benchmark"))
     p.add_argument("--splits-dir", help="MD2's splits/ folder (default ROOT/splits)")
     p.add_argument("--out", help="output .npz (default <splits>/<split>/gt_depths.npz)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export_gt)
 
     p = sub.add_parser("static-filter", help="md4all's nuScenes static-frame filter (ego speed < 0.5 m/s)")

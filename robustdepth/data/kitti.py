@@ -40,6 +40,12 @@ SIDE_TO_CAMERA = {"l": 2, "r": 3, "2": 2, "3": 3}
 OTHER_SIDE = {"l": "r", "r": "l", "2": "3", "3": "2"}
 # MD2 kitti_dataset.py: one K for all of KITTI raw, normalised by the image width / height.
 MD2_NORMALISED_K = (0.58, 1.92, 0.5, 0.5)  # fx/W, fy/H, cx/W, cy/H
+
+
+def md2_intrinsics(width: int, height: int) -> np.ndarray:
+    """Monodepth2's fixed KITTI K (``MD2_NORMALISED_K``) in pixels of a ``width`` × ``height`` frame."""
+    fx, fy, cx, cy = MD2_NORMALISED_K
+    return np.array([[fx * width, 0, cx * width], [0, fy * height, cy * height], [0, 0, 1]], dtype=np.float32)
 # MD2 trains stereo with a nominal 0.1 baseline (hence the ×5.4 STEREO_SCALE_FACTOR at evaluation).
 MD2_STEREO_BASELINE = 0.1
 # WeatherKITTI condition → (folder, sub-folder) beside image_0X/data (WeatherDepth's WeatherOption).
@@ -150,13 +156,32 @@ def rectified_intrinsics(calib_dir: Path, camera: int = 2) -> np.ndarray:
     return _calib_entry(read_calib_file(path), f"P_rect_0{camera}", 12, path).reshape(3, 4)[:, :3].copy()
 
 
+VELODYNE_POINT_BYTES = 16  # x, y, z, reflectance as float32
+
+
+def scan_size_problem(path: Path) -> str | None:
+    """Why a velodyne ``.bin`` cannot be a whole scan (empty, or not whole N×4 float32 rows), else None.
+
+    A truncated download or copy usually cuts a scan mid-point; ``data check`` reports it before an
+    evaluation silently loses points.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        return f"velodyne scan {path} is empty"
+    if size % VELODYNE_POINT_BYTES:
+        return (f"velodyne scan {path} has {size} bytes, not whole {VELODYNE_POINT_BYTES}-byte points "
+                "(x, y, z, reflectance float32): truncated?")
+    return None
+
+
 def load_velodyne_points(path: Path) -> np.ndarray:
     """N×4 float32 scan (x fwd, y left, z up, reflectance) → N×4 with the 4th column set to 1 (homogeneous)."""
     if not path.is_file():
         raise DataError(f"velodyne scan not found: {path}")
+    problem = scan_size_problem(path)
+    if problem:
+        raise DataError(problem)
     raw = np.fromfile(path, dtype=np.float32)
-    if raw.size % 4:
-        raise DataError(f"velodyne scan {path} has {raw.size} floats, not a multiple of 4")
     points = raw.reshape(-1, 4).astype(np.float64)
     points[:, 3] = 1.0
     return points
@@ -241,9 +266,7 @@ class KittiSequence(FrameSequence):
     def _K(self) -> np.ndarray:
         if self.intrinsics_mode == "calib":
             return rectified_intrinsics(self.calib_dir, self.camera).astype(np.float32)
-        width, height = self.native_size
-        fx, fy, cx, cy = MD2_NORMALISED_K
-        return np.array([[fx * width, 0, cx * width], [0, fy * height, cy * height], [0, 0, 1]], dtype=np.float32)
+        return md2_intrinsics(*self.native_size)
 
     def intrinsics(self) -> np.ndarray:
         return self._K
@@ -408,26 +431,48 @@ def kitti_hook_factory(cfg: Any, split: str, train: bool) -> Callable[..., None]
 
 
 def export_gt(root: Path, split_file: Path, out: Path, benchmark: bool | None = None,
-              progress: bool = True) -> Path:
-    """MD2's ``export_gt_depth.py``: every test frame's GT into ``gt_depths.npz`` (key ``data``).
+              progress: bool = True, overwrite: bool = False) -> Path:
+    """MD2's ``export_gt_depth.py``: every test frame's GT into ``gt_depths.npz``.
 
     Eigen: velodyne x projected into camera 2; eigen_benchmark (or ``benchmark=True``): the improved GT
-    PNGs ÷ 256. Frames of different sizes are stored as an object array, as MD2 does.
+    PNGs ÷ 256. Frames of one size are stored as MD2 does (key ``data``, N×H×W). Frames of different
+    sizes (the real Eigen split mixes recording days) are stored without pickled objects: every map
+    flattened into key ``depths`` and their (H, W) in key ``shapes`` — read either form with
+    :func:`load_gt_depths`. An existing ``out`` is refused unless ``overwrite`` (a re-export must not
+    silently replace the GT an earlier table was scored on).
     """
     from tqdm.auto import tqdm
 
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} exists; pass --overwrite (or another --out) to replace it")
     entries = read_split_file(split_file)
     benchmark = split_file.parent.name == "eigen_benchmark" if benchmark is None else benchmark
     depths = []
     for entry in tqdm(entries, desc="export gt", unit="img", disable=not progress):
         seq = KittiSequence(root, entry.folder, 2, gt="improved" if benchmark else "velodyne")
         depths.append(seq.depth_gt(entry.frame, "clear").astype(np.float32))
-    shapes = {d.shape for d in depths}
-    if len(shapes) == 1:
-        data = np.stack(depths)
-    else:
-        data = np.empty(len(depths), dtype=object)
-        data[:] = depths
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, data=data)
+    if len({d.shape for d in depths}) == 1:
+        np.savez_compressed(out, data=np.stack(depths))
+    else:
+        np.savez_compressed(out, depths=np.concatenate([d.ravel() for d in depths]),
+                            shapes=np.array([d.shape for d in depths], dtype=np.int64))
     return out
+
+
+def load_gt_depths(path: Path) -> list[np.ndarray]:
+    """The GT maps of a ``gt_depths.npz`` written by :func:`export_gt` (either form), never unpickling."""
+    with np.load(path, allow_pickle=False) as npz:
+        if "data" in npz.files:
+            try:
+                return list(npz["data"])
+            except ValueError:
+                raise DataError(f"{path} stores pickled objects (an MD2-style mixed-size export); re-export it "
+                                "with 'robustdepth data export-gt … --overwrite'") from None
+        if not {"depths", "shapes"} <= set(npz.files):
+            raise DataError(f"{path} holds neither 'data' nor 'depths'+'shapes' (not a gt_depths.npz)")
+        flat, shapes = npz["depths"], npz["shapes"]
+    ends = np.cumsum([h * w for h, w in shapes])
+    if ends[-1] != flat.size:
+        raise DataError(f"{path}: shapes cover {ends[-1]} values, depths hold {flat.size}")
+    return [chunk.reshape(shape) for chunk, shape in zip(np.split(flat, ends[:-1]), shapes)]
