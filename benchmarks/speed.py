@@ -343,6 +343,107 @@ def run_accuracy(args: argparse.Namespace, device: torch.device) -> dict[str, An
 # ------------------------------------------------------------------------------------------ report
 
 
+def int8_conv_ratio(rounds: int) -> float:
+    """ONNX Runtime int8 (QDQ, per-channel) / fp32 throughput of the roofline's 3×3 conv shapes (batch 8)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from robustdepth.export import ort_session
+
+    shapes = [(64, 48, 160), (128, 24, 80), (256, 12, 40)]
+    rng = np.random.default_rng(0)
+    tmp = Path(tempfile.mkdtemp(prefix="int8conv_"))
+    sessions: dict[str, list[Any]] = {"fp32": [], "int8": []}
+    feeds = []
+    for i, (c, h, w) in enumerate(shapes):
+        weight = numpy_helper.from_array((rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32), "w")
+        graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], f"conv{i}",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, c, h, w])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, c, h, w])], [weight])
+        fp32 = tmp / f"conv{i}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(fp32))
+        x = rng.random((8, c, h, w), dtype=np.float32)
+
+        class Reader:
+            def __init__(self, x: Any = x) -> None:
+                self.items = iter([{"x": x}])
+
+            def get_next(self) -> Any:
+                return next(self.items, None)
+
+        quantize_static(str(fp32), str(tmp / f"conv{i}_int8.onnx"), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        sessions["fp32"].append(ort_session(fp32))
+        sessions["int8"].append(ort_session(tmp / f"conv{i}_int8.onnx"))
+        feeds.append({"x": x})
+    variants = {name: (lambda ss=ss: [s.run(None, f) for s, f in zip(ss, feeds, strict=True)])
+                for name, ss in sessions.items()}
+    alternate(variants, 2, torch.device("cpu"))
+    times = alternate(variants, rounds, torch.device("cpu"))
+    return paired_speedup(times["fp32"], times["int8"])
+
+
+def run_int8(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """int8 ONNX Runtime vs torch bf16 (fast path), torch fp32 and ORT fp32 at each resolution, alternated;
+    AbsRel of fp32 vs int8 on the world test split."""
+    import numpy as np
+    import onnxruntime
+
+    from robustdepth.evaluation import get_protocol
+    from robustdepth.evaluation.runner import evaluate_model
+    from robustdepth.export import export_checkpoint, load_onnx_model
+    from robustdepth.quantize import calibration_files, median_relative_depth_error, network_input, quantize_onnx
+
+    ckpt, world = args.int8_checkpoint, Path(args.world or "data/world/tiny")
+    calibration = world / "val"
+    tmp = Path(tempfile.mkdtemp(prefix="int8_"))
+    res: dict[str, Any] = {"conv_int8_over_fp32": int8_conv_ratio(args.rounds), "speed": {},
+                           "onnxruntime": onnxruntime.__version__, "checkpoint": ckpt,
+                           "machine": f"{cpu_description()}, {torch.get_num_threads()} threads"}
+    for h, w in RESOLUTIONS:
+        fp32_path = tmp / f"fp32_{h}x{w}.onnx"
+        export_checkpoint(ckpt, fp32_path, h, w)
+        quantize_onnx(fp32_path, tmp / f"int8_{h}x{w}.onnx", calibration, args.int8_calibration_frames)
+        ort32, ort8 = load_onnx_model(fp32_path), load_onnx_model(tmp / f"int8_{h}x{w}.onnx")
+        fast = DepthModel.from_checkpoint(ckpt, device="cpu", precision="bf16", channels_last=True)
+        ref = DepthModel.from_checkpoint(ckpt, device="cpu", precision="fp32", channels_last=False)
+        for batch in (1, 8):
+            x = torch.rand(batch, 3, h, w)
+            variants = {"torch_fp32": lambda m=ref, x=x: m.predict_disp(x),
+                        "torch_bf16": lambda m=fast, x=x: m.predict_disp(x),
+                        "ort_fp32": lambda m=ort32, x=x: m.predict_disp(x),
+                        "ort_int8": lambda m=ort8, x=x: m.predict_disp(x)}
+            alternate(variants, 2, device)
+            times = alternate(variants, args.rounds, device)
+            row: dict[str, Any] = {f"{k}_ms": statistics.median(v) * 1e3 for k, v in times.items()}
+            row.update({"batch": batch, "int8_vs_bf16": paired_speedup(times["torch_bf16"], times["ort_int8"]),
+                        "int8_vs_ort_fp32": paired_speedup(times["ort_fp32"], times["ort_int8"])})
+            res["speed"][f"{w}×{h} batch {batch}"] = row
+            print(f"int8 {w}x{h} batch {batch}: {row}", flush=True)
+    # accuracy at the checkpoint's own resolution
+    fp32_path, int8_path = tmp / "fp32_native.onnx", tmp / "int8_native.onnx"
+    export_checkpoint(ckpt, fp32_path)
+    quantize_onnx(fp32_path, int8_path, calibration, args.int8_calibration_frames)
+    m32, m8 = load_onnx_model(fp32_path), load_onnx_model(int8_path)
+    cfg = load_config("monodepth2", [f"data.root={world}", "data.num_workers=0", f"data.height={m32.height}",
+                                     f"data.width={m32.width}"])
+    protocol = get_protocol("world")
+    s32 = evaluate_model(m32, cfg, protocol, split="test", progress=False).summary()
+    s8 = evaluate_model(m8, cfg, protocol, split="test", progress=False).summary()
+    files = calibration_files(world / "test", 16)
+    x = torch.from_numpy(np.concatenate([network_input(f, m32.height, m32.width) for f in files]))
+    res["accuracy"] = {"world": str(world), "split": "test", "frames": s32.get("counts", {}).get("all"),
+                       "checkpoint": ckpt, "abs_rel_fp32": s32["all"]["abs_rel"], "abs_rel_int8": s8["all"]["abs_rel"],
+                       "relative_change": s8["all"]["abs_rel"] / s32["all"]["abs_rel"] - 1,
+                       "median_rel_diff": median_relative_depth_error(m32.predict_depth(x), m8.predict_depth(x)),
+                       "per_condition": {c: [s32[c]["abs_rel"], s8[c]["abs_rel"]] for c in s32
+                                         if isinstance(s32[c], dict) and "abs_rel" in s32[c]}}
+    print(f"int8 accuracy: {res['accuracy']}", flush=True)
+    return res
+
+
 def _fmt(x: Any, spec: str = ".1f") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else "–"
 
@@ -365,7 +466,10 @@ def to_markdown(res: dict[str, Any]) -> str:
              "(≥ 5000 frames on CPU, ≥ 500 on CUDA). bf16 moves depth by up to ~1 % per pixel and AbsRel by "
              "< 0.001; `robustdepth eval`, the benchmarks and `DepthModel.from_checkpoint` stay fp32 so evaluation "
              "tables are exact (`--precision fp32` / `precision=\"fp32\"` anywhere). ONNX: `robustdepth export "
-             "CKPT --onnx OUT`, `predict --backend onnxruntime`.",
+             "CKPT --onnx OUT`, `predict --backend onnxruntime`. int8 (CPUs with VNNI): `robustdepth export CKPT "
+             "--onnx OUT --int8 --calibration DIR` (ONNX Runtime static quantisation, QDQ, per-channel weights, "
+             "activation ranges calibrated on the frames under DIR, e.g. a world's val split); the same "
+             "`predict --backend onnxruntime OUT ...` loads it (section \"int8 inference\" below).",
              "- **Training**: the input pipeline is always on (resized-frame cache `data.cache_frames_mb`, "
              "persistent workers with prefetch, pinned memory + non-blocking copies on CUDA). The fast numerics are "
              "one overlay, `RECIPE+fast` (= `train.precision=bf16 train.channels_last=true`; + `train.compile=true "
@@ -506,7 +610,136 @@ def cpu_description() -> str:
     model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
     flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
     amx = "yes" if "amx_bf16" in flags else "no"
-    return f"{model} ({platform.machine()}), AMX-bf16: {amx}, AVX512-BF16: {'avx512_bf16' in flags}"
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    return (f"{model} ({platform.machine()}), AMX-bf16: {amx}, AVX512-BF16: {'avx512_bf16' in flags}, "
+            f"VNNI (int8 dot products): {vnni}")
+
+
+def render_markdown(out: Path) -> str:
+    """``speed.md`` from every result file in ``out``: speed.json (this script), speed_profile.json
+    (benchmarks/profile_step.py); each part is optional."""
+    def load(name: str) -> dict[str, Any]:
+        path = out / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    res, profile = load("speed.json"), load("speed_profile.json")
+    command = next((c for c in res.get("commands", []) if "int8" in c), "")
+    int8 = {"machine": res.get("machine"), **res.get("int8", {}), "command": command,
+            "load_average": res.get("section_conditions", {}).get("int8", {}).get("load_average", [])}
+    text = to_markdown(res) if res else "# Speed\n"
+    conv = res.get("roofline", {}).get("conv", {})
+    roofline_threads = res.get("section_conditions", {}).get("roofline", {}).get("threads")
+    if conv and roofline_threads:
+        conv = {**conv, "threads": roofline_threads}
+    if profile:
+        text += profile_markdown(profile, conv)
+    if "speed" in int8:
+        text += int8_markdown(int8, {**res.get("roofline", {}), "conv": conv})
+    (out / "speed.md").write_text(text)
+    return text
+
+
+def _conv_ratios(conv: dict[str, Any], int8: dict[str, Any] | None = None) -> str:
+    """The measured conv throughput ratios every speed table is read against."""
+    parts = []
+    if conv:
+        threads = f", {conv['threads']} thread(s): rows timed with fewer threads sit that much above their bound" \
+            if "threads" in conv else ""
+        parts.append(f"conv bf16+CL / fp32 ×{conv['bf16_channels_last_gflops'] / conv['fp32_gflops']:.2f} "
+                     f"(fp32 {conv['fp32_gflops']:.0f}, bf16 {conv['bf16_channels_last_gflops']:.0f} GFLOP/s, "
+                     f"roofline section{threads})")
+    if int8 and "conv_int8_over_fp32" in int8:
+        parts.append(f"conv int8 / fp32 ×{int8['conv_int8_over_fp32']:.2f} (ONNX Runtime QDQ, this section)")
+    return "; ".join(parts) if parts else "conv ratios not measured yet"
+
+
+def profile_markdown(profile: dict[str, Any], conv: dict[str, Any]) -> str:
+    """The "Step profile" section: per case, the median exclusive time of every part of a training step."""
+    lines = ["", "## Step profile: where a training step's time goes", "",
+             f"Machine: {profile['machine']}; torch {profile['torch']}; batch {profile['batch_size']}; "
+             f"load average when it ran {' / '.join(f'{x:.1f}' for x in profile['load_average'])}. "
+             f"{_conv_ratios(conv)}. Command: `{profile['command']}`. Exclusive wall time per part (median "
+             "of the instrumented steps; a loss term's time excludes the network passes and providers it "
+             "triggered). Absolute times are from a shared, oversubscribed host; the shares within a step are "
+             "the finding. `bound bf16` = the step's counted FLOPs (forward + backward, torch's FlopCounterMode) "
+             "at the measured bf16+CL conv throughput.", ""]
+    bf16 = conv.get("bf16_channels_last_gflops")
+    lines += ["| case | step ms | GFLOP | step / bound bf16 | parts: ms (share of step) |", "|---|---:|---:|---:|---|"]
+    for key, case in profile["cases"].items():
+        parts = dict(case["parts_s"])
+        step = parts.pop("step")
+        gflop = case.get("gflop")
+        ratio = f"{step / (gflop / bf16):.1f}×" if gflop and bf16 else "–"
+        cells = ", ".join(f"{name} {t * 1e3:.0f} ({t / step:.0%})" for name, t in parts.items() if t / step >= 0.005)
+        lines.append(f"| {key} | {step * 1e3:.0f} | {_fmt(gflop)} | {ratio} | {cells} |")
+    lines += ["", "Grouped (share of the step): network passes = depth + pose forwards + providers (frozen teachers); "
+              "losses = every loss term's own time; backward; optimiser (gradient clipping + Adam); rest = data + "
+              "other.", ""]
+    for key, case in profile["cases"].items():
+        parts = dict(case["parts_s"])
+        step = parts.pop("step")
+        groups = {"network passes": sum(t for n, t in parts.items() if "forward" in n or n.startswith("provider")),
+                  "losses": sum(t for n, t in parts.items() if n.startswith("loss")),
+                  "backward": parts.get("backward", 0.0), "optimiser": parts.get("optimiser", 0.0),
+                  "rest": parts.get("data", 0.0) + parts.get("other", 0.0)}
+        lines.append(f"- {key}: " + ", ".join(f"{g} {t / step:.0%}" for g, t in groups.items()))
+    lines += ["", "Top operators by self CPU time (one profiled step, torch.profiler):", ""]
+    for key, case in profile["cases"].items():
+        ops = ", ".join(f"{o['op']} {o['share']:.0%}" for o in case["top_ops"][:8])
+        lines.append(f"- {key}: {ops}")
+    before_after = profile.get("photometric_paths")
+    if before_after:
+        lines += ["", "### Photometric loss: fused path vs the previous one", "",
+                  before_after["note"], "", "| resolution | previous ms | fused ms | speed-up (paired) |",
+                  "|---|---:|---:|---:|"]
+        for size, row in before_after["rows"].items():
+            lines.append(f"| {size} | {row['previous_ms']:.1f} | {row['fused_ms']:.1f} | ×{row['speedup']:.2f} |")
+    optimiser = profile.get("optimiser_paths")
+    if optimiser:
+        lines += ["", "### Adam's step: torch's default CPU path vs foreach / fused", "",
+                  "The depth + pose weights of Monodepth2, alternated in one process; drift = max |Δweight| from the "
+                  "default path after 5 identical steps (the fused kernel rounds differently, nothing else).", "",
+                  "| path | step ms | speed-up (paired) | drift after 5 steps |", "|---|---:|---:|---:|"]
+        for name, row in optimiser.items():
+            lines.append(f"| {name} | {row['step_ms']:.0f} | ×{row['speedup']:.2f} | "
+                         f"{row['max_abs_drift_after_5_steps']:.1e} |")
+    return "\n".join(lines) + "\n"
+
+
+def int8_markdown(int8: dict[str, Any], roofline: dict[str, Any]) -> str:
+    """The "int8 inference" section (``benchmarks/speed.py --sections int8``), read against the roofline."""
+    conv = roofline.get("conv", {})
+    lines = ["", "## int8 inference (ONNX Runtime static quantisation, QDQ, per-channel)", "",
+             f"Machine: {int8['machine']}; onnxruntime {int8.get('onnxruntime')}; load average "
+             f"{' / '.join(f'{x:.1f}' for x in int8['load_average'])}. {_conv_ratios(conv, int8)}. "
+             f"Command: `{int8['command']}`. Model: `{int8.get('checkpoint')}` exported at each size, calibrated on "
+             "the world's val split. Timings alternate the four paths in one process (medians; speed-ups are medians "
+             "of per-round ratios). `/ bound` = time over the depth network's FLOPs at the measured conv "
+             "throughput of that precision (bf16+CL from the roofline section; int8 = fp32 × the int8/fp32 conv "
+             "ratio above).", "",
+             "| resolution | batch | torch fp32 ms | torch bf16 (fast) ms | ORT fp32 ms | ORT int8 ms | int8 vs bf16 "
+             "(paired) | int8 vs ORT fp32 (paired) | bf16 / bf16 bound | int8 / int8 bound |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, row in int8.get("speed", {}).items():
+        w, h = key.split()[0].split("×")
+        gflop = roofline.get("gflops", {}).get(f"{h}x{w}")
+        bound_bf16 = bound_int8 = "–"
+        if gflop and conv:
+            bf16_s = row["batch"] * gflop / conv["bf16_channels_last_gflops"]
+            int8_s = row["batch"] * gflop / (conv["fp32_gflops"] * int8.get("conv_int8_over_fp32", float("nan")))
+            bound_bf16 = f"{row['torch_bf16_ms'] / 1e3 / bf16_s:.1f}×"
+            bound_int8 = f"{row['ort_int8_ms'] / 1e3 / int8_s:.1f}×"
+        lines.append(f"| {key.split()[0]} | {row['batch']} | {row['torch_fp32_ms']:.1f} | {row['torch_bf16_ms']:.1f} | "
+                     f"{row['ort_fp32_ms']:.1f} | {row['ort_int8_ms']:.1f} | ×{row['int8_vs_bf16']:.2f} | "
+                     f"×{row['int8_vs_ort_fp32']:.2f} | {bound_bf16} | {bound_int8} |")
+    acc = int8.get("accuracy")
+    if acc:
+        conds = ", ".join(f"{c} {a:.4f} → {b:.4f}" for c, (a, b) in acc.get("per_condition", {}).items())
+        lines += ["", f"Accuracy on {acc['world']} ({acc['split']} split, checkpoint `{acc['checkpoint']}`, ONNX "
+                  f"Runtime fp32 vs int8): AbsRel {acc['abs_rel_fp32']:.4f} → {acc['abs_rel_int8']:.4f} "
+                  f"({acc['relative_change']:+.2%}); per condition {conds}. Median per-pixel relative depth "
+                  f"difference int8 vs fp32 on 16 test frames: {acc['median_rel_diff']:.4f}."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -528,6 +761,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch/ORT intra-op threads (0 = torch's default). On an oversubscribed host 1 thread "
                              "avoids OpenMP barrier stalls and is several times faster than 2")
+    parser.add_argument("--int8-checkpoint", default="runs/bench/teacher/checkpoints/last.pt",
+                        help="checkpoint the int8 section quantises (calibration: <world>/val, accuracy: <world>/test)")
+    parser.add_argument("--int8-calibration-frames", type=int, default=32)
     parser.add_argument("--peak-rss-child", nargs=2, metavar=("HxW", "JSON"), help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
@@ -552,7 +788,7 @@ def main() -> None:
                 "load_average": os.getloadavg()})
     res["commands"] = sorted(set(res.get("commands", [])) | {command})
     sections = {"roofline": run_roofline, "inference": run_inference, "training": run_training,
-                "accuracy": run_accuracy, "memory": run_memory}
+                "accuracy": run_accuracy, "memory": run_memory, "int8": run_int8}
     for name in args.sections.split(","):
         if name not in sections:
             raise SystemExit(f"unknown section {name!r}; known: {', '.join(sections)}")
@@ -562,9 +798,9 @@ def main() -> None:
         res.setdefault("section_conditions", {})[name] = {"load_average": list(os.getloadavg()),
                                                           "threads": torch.get_num_threads()}
         json_path.write_text(json.dumps(res, indent=1))  # after each section: a crash keeps earlier parts
-    (args.out / "speed.md").write_text(to_markdown(res))
+    text = render_markdown(args.out)
     plot_losses(res, args.out / "speed_loss_curves.png")
-    print(to_markdown(res))
+    print(text)
 
 
 if __name__ == "__main__":

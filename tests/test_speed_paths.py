@@ -15,7 +15,12 @@ from robustdepth.config import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.base import FrameCache
 from robustdepth.inference import DepthModel, predict_to_folder, resolve_precision
-from robustdepth.losses.photometric import compiled_photometric_error, photometric_error
+from robustdepth.losses.photometric import (
+    compiled_photometric_error,
+    compiled_photometric_errors,
+    photometric_error,
+    photometric_errors,
+)
 from robustdepth.networks import DepthNet
 from robustdepth.training.trainer import Trainer
 from tests.conftest import corridor_overrides
@@ -72,6 +77,15 @@ def test_compiled_photometric_error_equals_eager() -> None:
     compiled = compiled_photometric_error()
     assert compiled is compiled_photometric_error()  # built once per process
     assert torch.allclose(compiled(pred, target, 0.85), photometric_error(pred, target, 0.85), atol=1e-6)
+
+
+def test_compiled_batched_photometric_errors_equal_eager() -> None:
+    """``train.compile_loss`` compiles the loss term's batched path (several predictions of one target)."""
+    gen = torch.Generator().manual_seed(1)
+    preds, target = torch.rand(4, 3, 32, 48, generator=gen), torch.rand(2, 3, 32, 48, generator=gen)
+    compiled = compiled_photometric_errors()
+    assert compiled is compiled_photometric_errors()
+    assert torch.allclose(compiled(preds, target, 0.85), photometric_errors(preds, target, 0.85), atol=1e-6)
 
 
 @pytest.fixture(scope="module")

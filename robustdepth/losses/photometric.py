@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from robustdepth.geometry import Camera, Pose, warp
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 
 if TYPE_CHECKING:
@@ -19,16 +20,33 @@ _SSIM_C1 = 0.01**2
 _SSIM_C2 = 0.03**2
 
 
-def ssim_dissimilarity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Monodepth2's SSIM term: (1 − SSIM)/2 per pixel and channel, 3×3 mean filter, reflection padding."""
-    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
-    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
-    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+def _pool3(planes: list[torch.Tensor]) -> list[torch.Tensor]:
+    """3×3 mean filter (stride 1, no padding) of each map.
+
+    One ``avg_pool2d`` per map: stacking the maps into one call ran slower on CPU when tried (the
+    concatenation's copy costs more than the saved dispatches).
+    """
+    return [F.avg_pool2d(p, 3, 1) for p in planes]
+
+
+def _ssim_from_moments(mu_x: torch.Tensor, mu_y: torch.Tensor, xx: torch.Tensor, yy: torch.Tensor,
+                       xy: torch.Tensor) -> torch.Tensor:
+    """(1 − SSIM)/2 clamped to [0, 1] from the local means of x, y, x², y², x·y."""
+    sigma_x = xx - mu_x**2
+    sigma_y = yy - mu_y**2
+    sigma_xy = xy - mu_x * mu_y
     numerator = (2 * mu_x * mu_y + _SSIM_C1) * (2 * sigma_xy + _SSIM_C2)
     denominator = (mu_x**2 + mu_y**2 + _SSIM_C1) * (sigma_x + sigma_y + _SSIM_C2)
     return torch.clamp((1 - numerator / denominator) / 2, 0, 1)
+
+
+def ssim_dissimilarity(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Monodepth2's SSIM term: (1 − SSIM)/2 per pixel and channel, 3×3 mean filter, reflection padding.
+
+    Reflection padding copies values, so the products are formed on the padded maps.
+    """
+    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
+    return _ssim_from_moments(*_pool3([x, y, x * x, y * y, x * y]))
 
 
 def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_alpha: float = 0.85) -> torch.Tensor:
@@ -39,6 +57,36 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_alpha: floa
     return ssim_alpha * ssim_dissimilarity(pred, target).mean(1, keepdim=True) + (1 - ssim_alpha) * l1
 
 
+def photometric_errors(preds: torch.Tensor, target: torch.Tensor, ssim_alpha: float = 0.85) -> torch.Tensor:
+    """:func:`photometric_error` of K predictions of ONE target at once: K·B×C×H×W → K·B×1×H×W.
+
+    ``preds`` stacks K images, each compared with the B×C×H×W ``target`` (row k·B + b against target row
+    b). The target's padding, local mean and second moment are computed once for all K instead of K times
+    (two of the five 3×3 filters per call); the predictions are then taken one B-image set at a time, so the
+    temporaries stay cache-sized. Equal to K calls of :func:`photometric_error` up to float rounding
+    (tests/test_photometric_fused.py pins it against the previous implementation).
+    """
+    batch = target.shape[0]
+    if preds.shape[0] % batch or preds.shape[1:] != target.shape[1:]:
+        raise ValueError(f"preds {tuple(preds.shape)} must stack K copies of target's shape {tuple(target.shape)}")
+    if ssim_alpha == 0:
+        return torch.cat([(target - p).abs().mean(1, keepdim=True) for p in preds.split(batch)])
+    y = F.pad(target, (1, 1, 1, 1), mode="reflect")
+    mu_y, yy = _pool3([y, y * y])
+    # one prediction set at a time: B-image temporaries stay in cache (one K·B-sized pass measured slower)
+    return torch.cat([_error_against(p, target, y, mu_y, yy, ssim_alpha) for p in preds.split(batch)])
+
+
+def _error_against(pred: torch.Tensor, target: torch.Tensor, y: torch.Tensor, mu_y: torch.Tensor,
+                   yy: torch.Tensor, ssim_alpha: float) -> torch.Tensor:
+    """:func:`photometric_error` given the padded target ``y`` and its local moments ``mu_y``, ``yy``."""
+    l1 = (target - pred).abs().mean(1, keepdim=True)
+    x = F.pad(pred, (1, 1, 1, 1), mode="reflect")
+    mu_x, xx, xy = _pool3([x, x * x, x * y])
+    ssim = _ssim_from_moments(mu_x, mu_y, xx, yy, xy)
+    return ssim_alpha * ssim.mean(1, keepdim=True) + (1 - ssim_alpha) * l1
+
+
 @functools.cache
 def compiled_photometric_error() -> Callable[..., torch.Tensor]:
     """:func:`photometric_error` through ``torch.compile`` (one fused SSIM + L1 kernel per shape).
@@ -47,6 +95,12 @@ def compiled_photometric_error() -> Callable[..., torch.Tensor]:
     so the default path stays the eager function. Built once per process, on first use.
     """
     return torch.compile(photometric_error, dynamic=False)
+
+
+@functools.cache
+def compiled_photometric_errors() -> Callable[..., torch.Tensor]:
+    """:func:`photometric_errors` through ``torch.compile`` (the ``train.compile_loss`` path of the loss term)."""
+    return torch.compile(photometric_errors, dynamic=False)
 
 
 def min_reprojection(reprojection: torch.Tensor, identity: torch.Tensor | None,
@@ -96,20 +150,21 @@ class PhotometricLoss(LossTerm):
         cfg = self.cfg
         target = ctx.color(0)
         sources = ctx.source_ids
-        error = compiled_photometric_error() if ctx.cfg.train.compile_loss else photometric_error
+        errors_of = compiled_photometric_errors() if ctx.cfg.train.compile_loss else photometric_errors
         identity = None
         noise = None
         if cfg.automask:
-            identity = ctx.memo("identity_error", lambda: torch.cat(
-                [error(ctx.color(f), target, cfg.ssim_alpha) for f in sources], 1))
+            identity = ctx.memo("identity_error", lambda: by_source(
+                errors_of(torch.cat([ctx.color(f) for f in sources]), target, cfg.ssim_alpha), len(sources), 1)[0])
             noise = torch.randn(identity.shape, generator=ctx.generator, device="cpu").to(identity) \
                 * cfg.automask_noise
+        # every (scale, source) reconstruction in one warp and one error call: scale-major rows
+        depths = [ctx.depth_full(cfg.view, scale) for scale in ctx.scales]
+        errors = errors_of(reconstruct_all(ctx, sources, depths), target, cfg.ssim_alpha)
+        per_scale = by_source(errors, len(sources), len(depths))
         total = torch.zeros((), device=ctx.device)
         masked = 0.0
-        for scale in ctx.scales:
-            depth = ctx.depth_full(cfg.view, scale)
-            errors = [error(ctx.reconstruct(f, depth), target, cfg.ssim_alpha) for f in sources]
-            reprojection = torch.cat(errors, 1)
+        for reprojection in per_scale:
             if cfg.min_reprojection:
                 per_pixel, mask = min_reprojection(reprojection, identity, noise)
             else:
@@ -118,3 +173,24 @@ class PhotometricLoss(LossTerm):
             masked += float(mask.float().mean())
         n = len(ctx.scales)
         return total / n, {"automask_kept": masked / n}
+
+
+def reconstruct_all(ctx: StepContext, sources: list[int], depths: list[torch.Tensor]) -> torch.Tensor:
+    """``ctx.reconstruct(f, d)`` for every depth d and source f in ONE warp: rows (depth, source, batch).
+
+    Images, poses and intrinsics are tiled to match; one projection and one ``grid_sample`` replace
+    len(depths)·len(sources) small ones (each row is computed exactly as its own call would).
+    """
+    batch = depths[0].shape[0]
+    n, s = len(depths), len(sources)
+    images = torch.cat([ctx.color(f) for f in sources]).repeat(n, 1, 1, 1)
+    depth = torch.cat([d.repeat(s, 1, 1, 1) for d in depths])
+    poses = torch.cat([ctx.pose(f).matrix.expand(batch, 4, 4) for f in sources]).repeat(n, 1, 1)
+    K = ctx.camera(0).K.expand(batch, 3, 3).repeat(n * s, 1, 1)
+    return warp(images, depth, Pose(poses), Camera(K))
+
+
+def by_source(errors: torch.Tensor, sources: int, groups: int) -> list[torch.Tensor]:
+    """Split (group, source, batch)-ordered G·S·B×1×H×W errors into G maps of B×S×H×W (sources as channels)."""
+    stacked = errors.squeeze(1).unflatten(0, (groups, sources, -1))  # G×S×B×H×W
+    return [g.transpose(0, 1) for g in stacked]

@@ -1,0 +1,154 @@
+"""The fused photometric path equals the per-call path it replaced, to float rounding, in value and gradient.
+
+The references below are the previous implementations, kept verbatim in spirit: five separate pools per SSIM
+call, one error call per (scale, source), one warp per (scale, source) through ``ctx.reconstruct``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from robustdepth.config import load_config
+from robustdepth.losses.photometric import (
+    PhotometricLoss,
+    by_source,
+    min_reprojection,
+    photometric_error,
+    photometric_errors,
+    reconstruct_all,
+    ssim_dissimilarity,
+)
+from robustdepth.training.context import StepContext, StepState
+from robustdepth.training.trainer import Trainer
+from tests.conftest import corridor_overrides
+
+
+def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The previous SSIM: pad, then five separate 3×3 mean filters."""
+    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + 0.01**2) * (2 * sigma_xy + 0.03**2)
+    den = (mu_x**2 + mu_y**2 + 0.01**2) * (sigma_x + sigma_y + 0.03**2)
+    return torch.clamp((1 - num / den) / 2, 0, 1)
+
+
+def reference_error(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
+    l1 = (target - pred).abs().mean(1, keepdim=True)
+    if alpha == 0:
+        return l1
+    return alpha * reference_ssim(pred, target).mean(1, keepdim=True) + (1 - alpha) * l1
+
+
+def reference_loss(ctx: StepContext, cfg: Any) -> torch.Tensor:
+    """The previous PhotometricLoss.forward: one warp and one error call per (scale, source)."""
+    target, sources = ctx.color(0), ctx.source_ids
+    identity = noise = None
+    if cfg.automask:
+        identity = torch.cat([reference_error(ctx.color(f), target, cfg.ssim_alpha) for f in sources], 1)
+        noise = torch.randn(identity.shape, generator=ctx.generator) * cfg.automask_noise
+    total = torch.zeros(())
+    for scale in ctx.scales:
+        depth = ctx.depth_full(cfg.view, scale)
+        reprojection = torch.cat([reference_error(ctx.reconstruct(f, depth), target, cfg.ssim_alpha)
+                                  for f in sources], 1)
+        if cfg.min_reprojection:
+            per_pixel, _ = min_reprojection(reprojection, identity, noise)
+        else:
+            per_pixel = reprojection.mean(1, keepdim=True)
+        total = total + per_pixel.mean()
+    return total / len(ctx.scales)
+
+
+def _images(seed: int, *shape: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    smooth = F.avg_pool2d(torch.rand(*shape, generator=g), 3, 1, 1)  # textured, non-constant, in [0, 1]
+    return (0.7 * smooth + 0.3 * torch.rand(*shape, generator=g)).requires_grad_()
+
+
+def test_fused_ssim_equals_five_pool_reference_in_value_and_gradient() -> None:
+    x, y = _images(0, 2, 3, 9, 13), _images(1, 2, 3, 9, 13)
+    got, want = ssim_dissimilarity(x, y), reference_ssim(x, y)
+    assert got.shape == want.shape and want.std() > 0.01
+    assert torch.allclose(got, want, atol=1e-6)
+    weights = torch.rand_like(want)
+    gx, gy = torch.autograd.grad((got * weights).sum(), (x, y))
+    rx, ry = torch.autograd.grad((want * weights).sum(), (x, y))
+    assert torch.allclose(gx, rx, atol=1e-5) and torch.allclose(gy, ry, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.85, 0.0])
+def test_batched_errors_equal_one_call_per_prediction(alpha: float) -> None:
+    target = _images(2, 3, 3, 10, 14)
+    preds = _images(3, 4 * 3, 3, 10, 14)  # K = 4 predictions of the 3-image target
+    got = photometric_errors(preds, target, alpha)
+    want = torch.cat([reference_error(p, target, alpha) for p in preds.split(3)])
+    assert got.shape == (12, 1, 10, 14)
+    assert torch.allclose(got, want, atol=1e-6)
+    assert torch.allclose(photometric_error(preds[:3], target, alpha), want[:3], atol=1e-6)  # rosam's entry point
+    weights = torch.rand_like(want)
+    g_pred, g_target = torch.autograd.grad((got * weights).sum(), (preds, target))
+    r_pred, r_target = torch.autograd.grad((want * weights).sum(), (preds, target))
+    assert torch.allclose(g_pred, r_pred, atol=1e-5) and torch.allclose(g_target, r_target, atol=1e-5)
+    with pytest.raises(ValueError, match="K copies"):
+        photometric_errors(preds[:5], target, alpha)
+
+
+def test_by_source_puts_sources_in_channels() -> None:
+    errors = torch.arange(2 * 3 * 4 * 5 * 6, dtype=torch.float32).view(2 * 3 * 4, 1, 5, 6)  # G=2, S=3, B=4
+    groups = by_source(errors, 3, 2)
+    for g in range(2):
+        for s in range(3):
+            for b in range(4):
+                assert torch.equal(groups[g][b, s], errors[(g * 3 + s) * 4 + b, 0])
+
+
+def _context(corridor: Path, tmp_path: Path, seed: int, **extra: object) -> tuple[Trainer, StepContext]:
+    cfg = load_config("monodepth2", corridor_overrides(corridor, **{"optim.max_steps": 1, **extra}))
+    trainer = Trainer(cfg, run_dir=tmp_path / f"run{len(extra)}")
+    batch = next(trainer._batches())
+    state = StepState(0, 1, 0, trainer.steps_per_epoch)
+    ctx = StepContext(trainer._to_device(batch), trainer.depth_net, trainer.pose_net, trainer.providers, state,
+                      cfg, torch.Generator().manual_seed(seed), trainer.device)
+    return trainer, ctx
+
+
+def test_reconstruct_all_equals_one_warp_per_scale_and_source(corridor: Path, tmp_path: Path) -> None:
+    trainer, ctx = _context(corridor, tmp_path, 0)
+    depths = [ctx.depth_full("input", s).detach() for s in ctx.scales]
+    got = reconstruct_all(ctx, ctx.source_ids, depths)
+    want = torch.cat([ctx.reconstruct(f, d) for d in depths for f in ctx.source_ids])
+    assert torch.allclose(got, want, atol=1e-5)
+    trainer.close()
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # Monodepth2: SSIM + L1, auto-masking, per-pixel minimum
+    {"losses.photometric.automask": False, "losses.photometric.min_reprojection": False},
+    {"losses.photometric.ssim_alpha": 0.0},
+])
+def test_fused_loss_term_equals_previous_path(corridor: Path, tmp_path: Path, extra: dict) -> None:
+    trainer, ctx = _context(corridor, tmp_path, 7, **extra)
+    term = trainer.losses.terms["photometric"]
+    assert isinstance(term, PhotometricLoss)
+    params = [p for p in trainer.models.parameters() if p.requires_grad]
+    got, logs = term(ctx)
+    ctx.generator.manual_seed(7)  # the reference draws the same automask noise
+    want = reference_loss(ctx, term.cfg)
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    assert 0 < logs["automask_kept"] <= 1
+    g_got = torch.autograd.grad(got, params, retain_graph=True, allow_unused=True)
+    g_want = torch.autograd.grad(want, params, allow_unused=True)
+    flat = [(a, b) for a, b in zip(g_got, g_want, strict=True) if b is not None]
+    assert len(flat) > 10 and all(a is not None for a, _ in flat)  # depth and pose nets both receive gradient
+    got_vec = torch.cat([a.flatten() for a, _ in flat])
+    want_vec = torch.cat([b.flatten() for _, b in flat])
+    assert torch.allclose(got_vec, want_vec, rtol=1e-3, atol=1e-6 * float(want_vec.abs().max()))
+    trainer.close()
