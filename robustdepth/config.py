@@ -13,6 +13,7 @@ an error that lists the valid keys at that level, so typos never silently do not
 
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+# Recipes ship inside the package (robustdepth/recipes/); a checkout without that folder yet uses ./recipes.
+_PACKAGE_RECIPES = Path(__file__).resolve().parent / "recipes"
+RECIPES_DIR = _PACKAGE_RECIPES if _PACKAGE_RECIPES.is_dir() else Path(__file__).resolve().parent.parent / "recipes"
 
 
 class ConfigError(ValueError):
@@ -113,6 +116,9 @@ class DegradeConfig:
     # Ordered rules; a later rule that fires overwrites an earlier one (md4all: rain 0.5, then night 0.33).
     rules: list[DegradeRuleConfig] = field(default_factory=list)
     offline_root: Any = None  # written by 'robustdepth degrade write'
+    # md4all-style translated folders read by mode=offline, per condition: the translated copy of a frame is
+    # FOLDER/<the frame's image path relative to data.root> (md4all's ForkGAN sets: {night: …, rain: …}).
+    translated_folders: dict[str, Any] = field(default_factory=dict)
     every_n_steps: int = 1  # use degraded inputs only every S steps (SEC-Depth's S)
 
 
@@ -133,6 +139,13 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_checkpoints: int = 2
     max_bad_steps: int = 10  # consecutive non-finite steps before the run stops
+    # Validation on data.val_split under eval.protocol every val_every steps (0 = off), logged per condition
+    # (robustdepth/training/validation.py); keep_best writes checkpoints/best.pt by best_metric:
+    # auto (adverse-mean AbsRel when the split has adverse conditions, else all/abs_rel) or ROW/METRIC.
+    val_every: int = 0
+    val_max_frames: int = 0  # 0 = the whole validation split
+    keep_best: bool = False
+    best_metric: str = "auto"
     progress: bool = True
 
 
@@ -175,6 +188,7 @@ def schema() -> DictConfig:
     cfg = OmegaConf.create(tree)
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_struct(cfg.data.options, False)  # free-form: each dataset validates its own options
+    OmegaConf.set_struct(cfg.degrade.translated_folders, False)  # condition → folder, checked by the supply
     return cfg
 
 
@@ -258,10 +272,31 @@ def load_config(recipe: str | Path | None = None, overrides: list[str] | None = 
         for path, data in _recipe_chain(resolve_recipe_path(part)):
             cfg = _merge(cfg, data, f"recipe {path}")
     if overrides:
-        dotlist = OmegaConf.from_dotlist(parse_overrides(overrides))
-        cfg = _merge(cfg, dotlist, "command-line override")
+        cfg = _merge(cfg, _dotlist(overrides), "command-line override")
     validate(cfg)
     return cfg
+
+
+def _dotlist(overrides: list[str]) -> DictConfig:
+    """``key=value`` overrides as a config, one clear line per malformed value (YAML syntax, bad ``${…}``)."""
+    parsed = []
+    for item in parse_overrides(overrides):
+        try:
+            parsed.append(OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError) as err:
+            detail = " ".join(str(getattr(err, "msg", None) or err).split())
+            raise ConfigError(f"override {item!r} has a value that does not parse: {detail}") from None
+    return OmegaConf.merge(*parsed) if parsed else OmegaConf.create()
+
+
+def _resolve_all(cfg: DictConfig) -> None:
+    """Resolve every ``${…}`` interpolation now, so a broken one is a config error, not a crash later."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        detail = (str(err).strip().splitlines() or ["?"])[0]
+        raise ConfigError(f"config key {key or '?'}: cannot resolve its value: {detail}") from None
 
 
 def _known_only(data: Any, node: Any, prefix: str, dropped: list[str]) -> Any:
@@ -305,6 +340,7 @@ def to_yaml(cfg: DictConfig) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Cross-field checks the types alone cannot express."""
+    _resolve_all(cfg)
     data, model = cfg.data, cfg.model
     for name in ("height", "width"):
         value = data[name]
@@ -323,12 +359,48 @@ def validate(cfg: DictConfig) -> None:
     if cfg.degrade.mode != "none" and not cfg.degrade.rules:
         raise ConfigError(f"degrade.mode={cfg.degrade.mode!r} needs degrade.rules, "
                           "e.g. [{condition: night, p: 0.5}]")
-    if cfg.degrade.mode == "offline" and not cfg.degrade.offline_root:
-        raise ConfigError("degrade.mode=offline needs degrade.offline_root (written by 'robustdepth degrade write')")
+    uncovered = [r.condition for r in cfg.degrade.rules if r.condition not in cfg.degrade.translated_folders]
+    if cfg.degrade.mode == "offline" and uncovered and not cfg.degrade.offline_root:
+        raise ConfigError(f"degrade.mode=offline: condition(s) {uncovered} need degrade.offline_root (written by "
+                          "'robustdepth degrade write') or degrade.translated_folders")
     if cfg.degrade.every_n_steps < 1:
         raise ConfigError(f"degrade.every_n_steps={cfg.degrade.every_n_steps}: must be >= 1")
     if cfg.optim.batch_size < 1:
         raise ConfigError(f"optim.batch_size={cfg.optim.batch_size}: must be >= 1")
+    _validate_run_mechanics(cfg)
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _validate_run_mechanics(cfg: DictConfig) -> None:
+    """Numbers the trainer divides by, counts and rates: each must be in range, or one line naming the key."""
+    optim, train = cfg.optim, cfg.train
+    checks: list[tuple[str, Any, bool, str]] = [
+        ("optim.lr", optim.lr, math.isfinite(optim.lr) and optim.lr > 0, "a finite number > 0"),
+        ("optim.weight_decay", optim.weight_decay, math.isfinite(optim.weight_decay) and optim.weight_decay >= 0,
+         "a finite number >= 0"),
+        ("optim.grad_clip", optim.grad_clip, math.isfinite(optim.grad_clip) and optim.grad_clip >= 0,
+         "a finite number >= 0 (0 = off)"),
+        ("optim.gamma", optim.gamma, math.isfinite(optim.gamma) and optim.gamma > 0, "a finite number > 0"),
+        ("optim.decay_every_epochs", optim.decay_every_epochs,
+         math.isfinite(optim.decay_every_epochs) and optim.decay_every_epochs >= 0, "a finite number >= 0 (0 = off)"),
+        ("optim.max_steps", optim.max_steps, optim.max_steps >= 0, ">= 0 (0 = use optim.epochs)"),
+        ("optim.epochs", optim.epochs, optim.epochs >= 1 or optim.max_steps > 0, ">= 1 (or set optim.max_steps)"),
+        ("train.log_every", train.log_every, train.log_every >= 1, ">= 1"),
+        ("train.image_every", train.image_every, train.image_every >= 1, ">= 1"),
+        ("train.ckpt_every", train.ckpt_every, train.ckpt_every >= 1, ">= 1"),
+        ("train.keep_checkpoints", train.keep_checkpoints, train.keep_checkpoints >= 0, ">= 0 (0 = keep all)"),
+        ("train.max_bad_steps", train.max_bad_steps, train.max_bad_steps >= 1, ">= 1"),
+        ("data.num_workers", cfg.data.num_workers, cfg.data.num_workers >= 0, ">= 0"),
+        ("data.cache_frames_mb", cfg.data.cache_frames_mb, cfg.data.cache_frames_mb >= 0, ">= 0 (0 = off)"),
+        ("eval.batch_size", cfg.eval.batch_size, cfg.eval.batch_size >= 1, ">= 1"),
+        ("eval.max_frames", cfg.eval.max_frames, cfg.eval.max_frames >= 0, ">= 0 (0 = all)"),
+        ("train.device", train.device, bool(_DEVICE.match(str(train.device))), "auto, cpu, cuda, cuda:N or mps"),
+    ]
+    for key, value, ok, expected in checks:
+        if not ok:
+            raise ConfigError(f"{key}={value!r}: must be {expected}")
 
 
 
@@ -336,6 +408,13 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """``key=value`` overrides on an existing config (e.g. one stored in a checkpoint), validated."""
     if not overrides:
         return cfg
-    merged = _merge(cfg, OmegaConf.from_dotlist(parse_overrides(overrides)), "command-line override")
+    update = _dotlist(overrides)
+    new_dataset = OmegaConf.select(update, "data.dataset")
+    if new_dataset is not None and new_dataset != cfg.data.dataset:
+        # data.options belong to the stored dataset (each dataset rejects foreign keys): a checkpoint trained on
+        # one dataset and evaluated on another starts from empty options; the overrides' own options still apply.
+        cfg = cfg.copy()
+        cfg.data.options = {}
+    merged = _merge(cfg, update, "command-line override")
     validate(merged)
     return merged

@@ -7,10 +7,14 @@ overrides) is trained once, in one folder, and reused by both. Everything is cac
 the world, each run, the mask cache, the day histograms, each evaluation — so an interrupted
 benchmark continues where it stopped.
 
-Layout under ``runs_root`` (``runs/bench``; ``--quick`` smoke runs: ``runs/bench_quick``)::
+Layout under ``runs_root`` (``runs/bench`` for protocol version 1, ``runs/bench_v2`` for version 2 — whose
+teacher is version 1's ``runs/bench/teacher``, the teacher section being identical; ``--quick`` smoke runs:
+``runs/bench_quick``, ``runs/bench_v2_quick``)::
 
-    teacher/                    the protocol's teacher (checkpoints/last.pt, timing.json, results_world.json)
-    <key>/                      one run per canonical row key of ROWS (same files)
+    teacher/                    the protocol's teacher (checkpoints/last.pt, timing.json, results_world.json,
+                                results_world_frames.json = every test frame's metrics)
+    <key>/                      one run per canonical row key of ROWS (same files), the protocol's seed
+    <key>@seed<k>/              the same row trained with seed k (its chain stays the protocol seed's)
     masks_felzenszwalb/         weight-free object masks of the training frames (RoSAMDepth, ``all``)
     day_histograms/<run>.json   Syn2Real's P^day of a Φ_day run
 
@@ -33,7 +37,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from robustdepth.config import ConfigError, load_config
-from robustdepth.training.checkpoint import load_checkpoint
+from robustdepth.training.checkpoint import load_checkpoint, resolve_checkpoint, step_files
 
 RUNS_ROOT = Path("runs/bench")
 QUICK_RUNS_ROOT = Path("runs/bench_quick")
@@ -61,6 +65,12 @@ class BenchProtocol:
     eval_protocol: str
     max_frames: int
     quick: bool = False  # a smoke-sized copy (quick_protocol): no progress bars, in-process data loading
+    version: int = 1  # protocol version (``version:`` in the YAML; absent = 1); every table states it
+    seeds: tuple[int, ...] = ()  # the main table's training seeds (empty = ``seed`` alone); the chain uses ``seed``
+    student_epochs: int = 0  # > 0: the student budget in epochs of the training split (student_steps derived)
+    student_decay_every_epochs: float = 0.0  # > 0: students' lr ×student_gamma every this many epochs
+    student_gamma: float = 0.1
+    device: str | None = None  # train.device / evaluation device (None = the config's default, ``auto``)
 
     @classmethod
     def load(cls, path: str | Path) -> BenchProtocol:
@@ -84,12 +94,21 @@ class BenchProtocol:
             except (TypeError, ValueError):
                 raise ValueError(f"benchmark protocol {path}: {key}={node!r} is not a {kind.__name__}") from None
 
+        student = d.get("student") if isinstance(d.get("student"), dict) else {}
+        epochs = get("student.epochs", int) if "epochs" in student else 0
+        seeds = d.get("seeds", [])
+        if not isinstance(seeds, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds):
+            raise ValueError(f"benchmark protocol {path}: seeds={seeds!r} is not a list of integers")
         return cls(
+            version=get("version", int) if "version" in d else 1, seeds=tuple(seeds), student_epochs=epochs,
+            student_decay_every_epochs=get("student.decay_every_epochs", float) if "decay_every_epochs" in student
+            else 0.0, student_gamma=get("student.gamma", float) if "gamma" in student else 0.1,
             world_preset=get("world.preset", str), world_seed=get("world.seed", int),
             world_root=get("world.root", Path), height=get("resolution.height", int),
             width=get("resolution.width", int), seed=get("seed", int), teacher_recipe=get("teacher.recipe", str),
             teacher_steps=get("teacher.steps", int), teacher_batch_size=get("teacher.batch_size", int),
-            teacher_lr=get("teacher.lr", float), student_steps=get("student.steps", int),
+            teacher_lr=get("teacher.lr", float),
+            student_steps=0 if epochs and "steps" not in student else get("student.steps", int),
             student_batch_size=get("student.batch_size", int), student_lr=get("student.lr", float),
             eval_split=get("eval.split", str),
             eval_protocol=get("eval.protocol", str), max_frames=get("eval.max_frames", int, default=0))
@@ -106,29 +125,68 @@ class BenchProtocol:
                 f"data.width={self.width}", f"train.seed={self.seed}", f"eval.split={self.eval_split}",
                 f"eval.protocol={self.eval_protocol}", "train.progress=true"]
 
+    @property
+    def run_seeds(self) -> tuple[int, ...]:
+        """The seeds every main-table row is trained with (``seeds``, else the protocol's ``seed`` alone)."""
+        return self.seeds or (self.seed,)
+
     def summary(self) -> str:
         """One line for the tables' notes."""
-        return (f"world {self.world_preset} (seed {self.world_seed}), {self.height}×{self.width}, teacher "
-                f"{self.teacher_steps} steps (batch {self.teacher_batch_size}), students {self.student_steps} steps "
-                f"(batch {self.student_batch_size}, lr {self.student_lr:g}), seed {self.seed}, {self.eval_split} "
-                f"split, {self.eval_protocol} protocol (median scaling)")
+        budget = f"{self.student_steps} steps" + (f" = {self.student_epochs} epochs" if self.student_epochs else "")
+        decay = (f", lr ×{self.student_gamma:g} every {self.student_decay_every_epochs:g} epochs"
+                 if self.student_decay_every_epochs else "")
+        seeds = ", ".join(map(str, self.run_seeds))
+        return (f"protocol v{self.version}: world {self.world_preset} (seed {self.world_seed}), {self.height}×"
+                f"{self.width}, teacher {self.teacher_steps} steps (batch {self.teacher_batch_size}), students "
+                f"{budget} (batch {self.student_batch_size}, lr {self.student_lr:g}{decay}), seeds {seeds}, "
+                f"{self.eval_split} split, {self.eval_protocol} protocol (median scaling)")
 
 
 def quick_protocol(protocol: BenchProtocol) -> BenchProtocol:
     """The smoke-sized copy every table's ``--quick`` uses: the tiny world, a few steps, small batches."""
     return replace(protocol.scaled(0.01, world_preset="tiny"), teacher_steps=6, student_steps=3,
-                   teacher_batch_size=4, student_batch_size=2, quick=True)
+                   teacher_batch_size=4, student_batch_size=2, quick=True, seeds=protocol.run_seeds[:2],
+                   student_epochs=0)
 
 
 def default_runs_root(protocol: BenchProtocol) -> Path:
-    """runs/bench, or runs/bench_quick for a quick protocol (quick runs never mix with full ones)."""
-    return QUICK_RUNS_ROOT if protocol.quick else RUNS_ROOT
+    """runs/bench, or runs/bench_quick for a quick protocol (quick runs never mix with full ones); a protocol of
+    version N > 1 has its own root (runs/bench_vN[_quick]) so the runs of an older version stay valid and reused."""
+    root = QUICK_RUNS_ROOT if protocol.quick else RUNS_ROOT
+    return root if protocol.version == 1 else root.with_name(root.name.replace("bench", f"bench_v{protocol.version}"))
 
 
-def table_protocol(path: str | Path, quick: bool) -> BenchProtocol:
-    """The protocol a table's command runs: ``path`` loaded, or its smoke-sized copy with ``--quick``."""
+def teacher_root(protocol: BenchProtocol, runs_root: Path) -> Path:
+    """Where the protocol's teacher lives: ``runs_root``, except that the default roots of every version share
+    version 1's teacher folder (every version keeps the teacher section identical, so one cached teacher serves
+    them all; check_stored_run still refuses it if a version ever changed it)."""
+    if protocol.version > 1 and Path(runs_root) == default_runs_root(protocol):
+        return default_runs_root(replace(protocol, version=1))
+    return Path(runs_root)
+
+
+def student_budget(protocol: BenchProtocol) -> int:
+    """Student steps: ``student_steps``, or ``student_epochs`` epochs of the training split as a monocular
+    (frames 0, -1, +1) row sees it — one step count for every row, so rows compare at the same budget."""
+    if protocol.student_steps or not protocol.student_epochs:
+        return protocol.student_steps
+    from robustdepth.data import build_items
+
+    ensure_world(protocol)
+    cfg = load_config("monodepth2", protocol.common_overrides())
+    per_epoch = len(build_items(cfg, cfg.data.train_split, train=True)) // protocol.student_batch_size
+    if per_epoch < 1:
+        raise ConfigError(f"benchmark protocol: the {protocol.world_preset} world cannot fill one student batch")
+    return protocol.student_epochs * per_epoch
+
+
+def table_protocol(path: str | Path, quick: bool, device: str | None = None) -> BenchProtocol:
+    """The protocol a table's command runs: ``path`` loaded, or its smoke-sized copy with ``--quick``; its
+    epoch budget resolved to steps; ``device`` (e.g. ``cuda``) for training and evaluation when given."""
     protocol = BenchProtocol.load(path)
-    return quick_protocol(protocol) if quick else protocol
+    protocol = quick_protocol(protocol) if quick else protocol
+    protocol = replace(protocol, device=device or protocol.device)
+    return replace(protocol, student_steps=student_budget(protocol))
 
 
 def runs_root_for(protocol: BenchProtocol, given: str | Path | None) -> Path:
@@ -181,12 +239,25 @@ ROWS: dict[str, RowSpec] = {
     "acdepth_ogd": RowSpec("acdepth_ogd"),
     "acdepth_lc": RowSpec("acdepth_lc"),
     "acdepth": RowSpec("acdepth"),
+    # OGD with an ORACLE relative-depth prior (world GT made foundation-model-like; never a method result)
+    "acdepth_ogd_oracle": RowSpec("acdepth_ogd_oracle"),
+    "acdepth_oracle": RowSpec("acdepth_oracle"),
+    # second seeds of the rows that decide what OGD adds (L_d against L_d + OGD with each prior)
+    "acdepth_ld_seed43": RowSpec("acdepth_ld", extra=("train.seed=43",)),
+    "acdepth_ogd_seed43": RowSpec("acdepth_ogd", extra=("train.seed=43",)),
+    "acdepth_ogd_oracle_seed43": RowSpec("acdepth_ogd_oracle", extra=("train.seed=43",)),
     # the run-to-run noise floor of the tables: md4all-DD again with another seed (data order, jitter, degradations)
     "md4all_dd_seed43": RowSpec("md4all_dd", extra=("train.seed=43",)),
     # benchmarks/rosam.py: RA students of Φ_syn (init from it), W_cst and P^day from Φ_day
     **{name: RowSpec(name, teacher="md4all_dd", day=TEACHER)
        for name in ("rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",
                     "rosam_world_masks")},
+    # the oracle as it was (sky void: less coverage than felzenszwalb) — what coverage alone changes
+    "rosam_world_masks_sky_void": RowSpec("rosam_world_masks", teacher="md4all_dd", day=TEACHER,
+                                          extra=("providers.masks.world_sky=void",)),
+    # second seeds of the rows that decide RoSAMDepth's claim (Syn2Real-RA against the full model)
+    **{f"{name}_seed43": RowSpec(name, teacher="md4all_dd", day=TEACHER, extra=("train.seed=43",))
+       for name in ("syn2real_ra", "rosam", "rosam_world_masks")},
     # benchmarks/sec.py: self-supervised continuations of the teacher, and the +sec overlays
     "md2_continued": RowSpec("monodepth2", teacher=None),
     "md2_deg_s5": RowSpec("sec_monodepth2", teacher=None, extra=_NO_SECL),
@@ -199,6 +270,17 @@ ROWS: dict[str, RowSpec] = {
         "sec_monodepth2", teacher=None,
         extra=("degrade.every_n_steps=1", "providers.latency_queue.forced_refresh=false")),
     "sec_monodepth2_s10": RowSpec("sec_monodepth2", teacher=None, extra=("degrade.every_n_steps=10",)),
+    "md2_deg_s10": RowSpec("sec_monodepth2", teacher=None, extra=(*_NO_SECL, "degrade.every_n_steps=10")),
+    # SEC-Depth's controls (docs/methods.md § SEC-Depth): SECL's positive term alone, a queue never refreshed
+    # after the warm-up, and the notes' literal variance trigger (the queue then holds only the last steps)
+    "sec_positive_only": RowSpec("sec_positive_only", teacher=None),
+    "sec_frozen_queue": RowSpec("sec_frozen_queue", teacher=None),
+    "sec_monodepth2_literal": RowSpec("sec_monodepth2", teacher=None,
+                                      extra=("providers.latency_queue.trigger=variance",)),
+    # a second seed of the rows that decide whether SECL's negatives add anything (seed noise of that claim)
+    **{f"{key}_seed43": RowSpec(recipe, teacher=None, extra=(*extra, "train.seed=43"))
+       for key, recipe, extra in (("md2_deg_s5", "sec_monodepth2", _NO_SECL), ("sec_monodepth2", "sec_monodepth2", ()),
+                                  ("sec_positive_only", "sec_positive_only", ()))},
     "md4all_dd_sec": RowSpec("md4all_dd+sec"),
     "acdepth_sec": RowSpec("acdepth+sec"),
     "rosam_sec": RowSpec("rosam+sec", teacher="md4all_dd", day=TEACHER),
@@ -221,6 +303,26 @@ def row_dir(runs_root: Path, key: str) -> Path:
     return Path(runs_root) / key
 
 
+SEED_SEPARATOR = "@seed"
+
+
+def seed_dir(runs_root: Path, key: str, seed: int | None = None) -> Path:
+    """The folder of row ``key`` trained with ``seed``: ``runs_root/<key>`` for the protocol's own seed (None),
+    ``runs_root/<key>@seed<k>`` for another (``@`` cannot occur in a row key, so no seed folder is a row's)."""
+    folder = row_dir(runs_root, key)
+    return folder if seed is None else folder.with_name(f"{key}{SEED_SEPARATOR}{int(seed)}")
+
+
+def seed_alias(key: str, seed: int) -> str | None:
+    """A registered ``<key>_seed<k>`` row that IS seed ``k`` of ``key`` (same spec + ``train.seed=k``), whose
+    folder (trained by another table) then serves as that seed; None when there is none."""
+    alias = f"{key}_seed{seed}"
+    if key not in ROWS or alias not in ROWS:
+        return None
+    spec, other = ROWS[key], ROWS[alias]
+    return alias if other == replace(spec, extra=(*spec.extra, f"train.seed={seed}")) else None
+
+
 def queue_schedule(steps: int) -> tuple[int, int]:
     """(warm-up, T_u) of the latency queue scaled to a short budget: 10 % of the steps each (the recipe
     defaults, one epoch and 1000 steps, are for ~100k-step runs)."""
@@ -229,8 +331,9 @@ def queue_schedule(steps: int) -> tuple[int, int]:
 
 def _mechanics(protocol: BenchProtocol, steps: int) -> list[str]:
     """Run mechanics (ignored when comparing a stored run's config): logging, checkpoints, loaders."""
+    device = [f"train.device={protocol.device}"] if protocol.device else []
     return [f"train.progress={str(not protocol.quick).lower()}", "train.log_every=50", "train.image_every=1000000",
-            f"train.ckpt_every={max(50, steps // 4)}", f"data.num_workers={0 if protocol.quick else 1}"]
+            f"train.ckpt_every={max(50, steps // 4)}", f"data.num_workers={0 if protocol.quick else 1}", *device]
 
 
 def _set(cfg: DictConfig, key: str, value: Any) -> None:
@@ -274,10 +377,11 @@ def row_config(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path 
     providers read the shared mask cache.
     """
     ensure_world(protocol)
-    steps = steps or protocol.student_steps
+    schedule = _student_schedule(protocol) if key != TEACHER else []
+    steps = steps or student_budget(protocol)
     # every row fine-tunes at the protocol's student lr; the teacher (and any row) overrides it in ``extra``
     base = [*protocol.common_overrides(), f"optim.batch_size={batch_size or protocol.student_batch_size}",
-            f"optim.lr={protocol.student_lr}", f"optim.max_steps={steps}", *_mechanics(protocol, steps),
+            f"optim.lr={protocol.student_lr}", f"optim.max_steps={steps}", *schedule, *_mechanics(protocol, steps),
             f"train.name={key}"]
     if init is not None:
         base.append(f"model.init_checkpoint={init}")
@@ -291,6 +395,14 @@ def row_config(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path 
     if masks.enabled and masks.method == "felzenszwalb" and not masks.cache:
         _set(cfg, "providers.masks.cache", str(felzenszwalb_mask_cache(protocol, runs_root, recipe, extra)))
     return cfg
+
+
+def _student_schedule(protocol: BenchProtocol) -> list[str]:
+    """The protocol's student lr decay (v2: ×gamma at 3/4 of the epochs), the same for every row; none in
+    version 1, whose students kept each recipe's own decay (configs of cached v1 runs stay identical)."""
+    if not protocol.student_decay_every_epochs:
+        return []
+    return [f"optim.decay_every_epochs={protocol.student_decay_every_epochs}", f"optim.gamma={protocol.student_gamma}"]
 
 
 def _resolve_chain(cfg: DictConfig, key: str, recipe: str, teacher: Path | None, day: Path | None,
@@ -334,6 +446,9 @@ def check_stored_run(run_dir: Path, cfg: DictConfig, key: str) -> None:
         return
     stored = load_checkpoint(last)["config"]
     differ = config_differences(stored, cfg)
+    # train.* is run mechanics to the pipeline, but a row's seed is part of its experiment
+    if "train" in stored and "seed" in stored["train"] and int(stored["train"]["seed"]) != int(cfg.train.seed):
+        differ = ["train.seed", *differ]
     if differ:
         asked = to_dict(cfg)
         shown = "; ".join(f"{k} (stored {_lookup(stored, k)!r}, asked {_lookup(asked, k)!r})" for k in differ[:10])
@@ -367,8 +482,9 @@ def read_timing(run_dir: Path) -> dict[str, Any]:
 def train_row(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path | None = None,
               init: Path | None = None, day: Path | None = None, extra: tuple[str, ...] | list[str] = (),
               runs_root: Path = RUNS_ROOT, steps: int | None = None,
-              batch_size: int | None = None) -> tuple[Path, float | None]:
-    """Train, resume or reuse the run ``runs_root/<key>``; returns (last checkpoint, seconds per step).
+              batch_size: int | None = None, run_dir: Path | None = None) -> tuple[Path, float | None]:
+    """Train, resume or reuse the run ``runs_root/<key>`` (or ``run_dir``: a seed's folder, the shared teacher);
+    returns (last checkpoint, seconds per step).
 
     A finished run is reused (no training); an interrupted one continues bit-exactly (pipeline.run_stage);
     a folder holding another configuration raises :class:`RunMismatchError`. timing.json records wall and
@@ -377,7 +493,7 @@ def train_row(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path |
     """
     from robustdepth.training.pipeline import run_stage
 
-    run_dir = row_dir(runs_root, key)
+    run_dir = Path(run_dir) if run_dir is not None else row_dir(runs_root, key)
     cfg = row_config(protocol, key, recipe, teacher=teacher, init=init, day=day, extra=extra, runs_root=runs_root,
                      steps=steps, batch_size=batch_size)
     check_stored_run(run_dir, cfg, key)
@@ -397,19 +513,37 @@ def train_row(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path |
 
 
 def run_row(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
-            done: dict[str, tuple[Path, float | None]] | None = None) -> tuple[Path, float | None]:
+            done: dict[str, tuple[Path, float | None]] | None = None,
+            seed: int | None = None) -> tuple[Path, float | None]:
     """The registered row ``key`` (``TEACHER`` or a key of ROWS), its chain first; (checkpoint, s/step).
 
-    ``done`` memoises rows already resolved in this process (and lets a caller impose a checkpoint, e.g.
+    ``seed`` trains the row with ``train.seed=seed`` (data order, jitter, degradations) in its seed folder
+    (:func:`seed_dir`; the protocol's own seed or None = ``runs_root/<key>``, or a registered ``<key>_seed<k>``
+    row that is that seed, :func:`seed_alias`); its chain — teacher, initialisation, Φ_day — is the protocol
+    seed's, shared by every seed (the teacher is trained once). ``done`` memoises rows already resolved in
+    this process (keys ``<key>`` and ``<key>@seed<k>``; a caller may impose a checkpoint, e.g.
     ``{"teacher": (path, None)}``); it is filled as rows are resolved.
     """
     done = {} if done is None else done
+    if seed is not None and seed != protocol.seed:
+        if key == TEACHER:
+            raise ValueError("the protocol's teacher is trained once, with the protocol's seed; seeds are students'")
+        alias = seed_alias(key, seed)
+        if alias is not None:
+            return run_row(protocol, alias, runs_root, done)
+        memo = f"{key}{SEED_SEPARATOR}{seed}"
+        if memo not in done:
+            inputs = row_inputs(protocol, key, runs_root, done)
+            inputs["extra"] = (*inputs["extra"], f"train.seed={seed}")
+            done[memo] = train_row(protocol, key, **inputs, run_dir=seed_dir(runs_root, key, seed))
+        return done[memo]
     if key in done:
         return done[key]
     if key == TEACHER:
         done[key] = train_row(protocol, TEACHER, protocol.teacher_recipe, extra=[f"optim.lr={protocol.teacher_lr}"],
                               runs_root=runs_root, steps=protocol.teacher_steps,
-                              batch_size=protocol.teacher_batch_size)
+                              batch_size=protocol.teacher_batch_size,
+                              run_dir=row_dir(teacher_root(protocol, runs_root), TEACHER))
         return done[key]
     done[key] = train_row(protocol, key, **row_inputs(protocol, key, runs_root, done))
     return done[key]
@@ -445,10 +579,12 @@ def train_run(recipe: str, run_dir: Path, overrides: list[str], steps: int) -> t
     if done.is_file() and load_checkpoint(done)["step"] >= steps and timing.is_file():
         return done, float(json.loads(timing.read_text())["s_per_step"])
     cfg = load_config(recipe, [*overrides, f"optim.max_steps={steps}", f"train.name={run_dir.name}"])
+    # a run killed during its first last.pt write resumes from its newest intact step file
+    resume = resolve_checkpoint(run_dir) if step_files(run_dir / "checkpoints") or done.is_file() else None
     last = run_dir / "checkpoints" / "last.pt"
-    start_step = load_checkpoint(last)["step"] if last.is_file() else 0
+    start_step = load_checkpoint(resume)["step"] if resume is not None else 0
     t0 = time.perf_counter()
-    train(cfg, run_dir=run_dir, resume=last if last.is_file() else None)
+    train(cfg, run_dir=run_dir, resume=resume)
     elapsed = time.perf_counter() - t0
     s_per_step = elapsed / max(1, steps - start_step)
     if start_step == 0 or not timing.is_file():
@@ -467,21 +603,41 @@ def student_overrides(protocol: BenchProtocol, teacher: Path) -> list[str]:
 
 
 def evaluate_run(protocol: BenchProtocol, checkpoint: Path) -> dict[str, Any]:
-    """Per-condition results of a checkpoint on the protocol's split (cached next to the run)."""
+    """Per-condition results of a checkpoint on the protocol's split (cached next to the run), with every
+    frame's metrics in the sidecar :func:`frames_path` (paired statistics need them; a cached result without
+    its sidecar is evaluated again)."""
     from robustdepth.evaluation import get_protocol, load_results, write_results
     from robustdepth.evaluation.runner import evaluate_model
     from robustdepth.inference import DepthModel
 
+    checkpoint = Path(checkpoint)
     path = checkpoint.parent.parent / f"results_{protocol.eval_protocol}.json"
-    if path.is_file() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
+    frames = frames_path(protocol, checkpoint)
+    if all(p.is_file() and p.stat().st_mtime >= checkpoint.stat().st_mtime for p in (path, frames)):
         return load_results(path)
-    model = DepthModel.from_checkpoint(checkpoint)
+    model = DepthModel.from_checkpoint(checkpoint, device=protocol.device or "auto")
     eval_protocol = get_protocol(protocol.eval_protocol)
     evaluator = evaluate_model(model, model.config, eval_protocol, split=protocol.eval_split,
                                max_frames=protocol.max_frames, progress=not protocol.quick)
     write_results(path, evaluator.summary(), eval_protocol,
                   extra={"checkpoint": str(checkpoint), "bench_protocol": _jsonable(asdict(protocol))})
+    records = [{k: v if isinstance(v, str) else float(v) for k, v in frame.items()} for frame in evaluator.per_frame()]
+    tmp = frames.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"checkpoint": str(checkpoint), "split": protocol.eval_split, "frames": records}))
+    os.replace(tmp, frames)
     return load_results(path)
+
+
+def frames_path(protocol: BenchProtocol, checkpoint: Path) -> Path:
+    """The per-frame sidecar of a run's results: ``<run>/results_<eval protocol>_frames.json``."""
+    return Path(checkpoint).parent.parent / f"results_{protocol.eval_protocol}_frames.json"
+
+
+def frame_metrics(protocol: BenchProtocol, checkpoint: Path) -> list[dict[str, Any]]:
+    """Every test frame's record of a checkpoint (name ``<sequence>/<condition>/<index>``, condition, metrics),
+    evaluated first when not cached."""
+    evaluate_run(protocol, checkpoint)
+    return json.loads(frames_path(protocol, checkpoint).read_text())["frames"]
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

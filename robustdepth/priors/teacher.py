@@ -103,6 +103,11 @@ class TeacherPrediction:
             self._scaled[k] = disp_to_depth(disp, self.min_depth, self.max_depth)[0]
         return self._scaled[k]
 
+    @property
+    def has_pose(self) -> bool:
+        """Whether the frozen checkpoint has a pose network (``pose`` works)."""
+        return self._pose_net is not None
+
     def depth(self, k: int) -> Tensor:
         """Depth 1/d_k at the input resolution."""
         return 1.0 / self.scaled_disp(k)
@@ -131,6 +136,9 @@ class FrozenModelProvider(Provider):
         depth, pose, frozen_cfg = load_frozen(self.checkpoint)
         self.depth_net, self.pose_net = depth, pose
         self.min_depth, self.max_depth = float(frozen_cfg.model.min_depth), float(frozen_cfg.model.max_depth)
+        # A frozen model sees the input normalisation it was trained with: md4all's daytime normalisation
+        # (the "clean_input" / "degraded_input" slots) only when its own run had data.options.daytime_norm.
+        self.daytime_norm = bool(dict(frozen_cfg.data.options).get("daytime_norm", False))
         self.eval()
 
     def resolve_checkpoint(self, cfg: Any, root_cfg: Any) -> str:
@@ -145,16 +153,19 @@ class FrozenModelProvider(Provider):
         return super().train(False)
 
     def _image(self, ctx: StepContext) -> Tensor:
-        if self.cfg.sees == "clean":
-            return ctx.image("clean")
+        # sees=degraded follows the S-step gate (degrade.every_n_steps): on a step whose student input is the
+        # clean frame, the frozen model labels that same (un-jittered) clean frame, never an unseen copy.
+        if self.cfg.sees == "clean" or not ctx.degraded_active:
+            return ctx.image("clean") if self.daytime_norm else ctx.color(0)
         if "degraded" not in ctx.batch:
             raise KeyError(f"providers.{self.name}.sees=degraded needs the degradation supply (degrade.mode)")
-        return ctx.batch["degraded"]
+        return ctx.batch.get("degraded_input", ctx.batch["degraded"]) if self.daytime_norm else ctx.batch["degraded"]
 
     def forward(self, ctx: StepContext) -> TeacherPrediction:
         image = self._image(ctx)
         # Equal checkpoints seeing the same image share one pass (Syn2Real's Φ_day may be the teacher).
-        output = ctx.memo(("frozen_depth", self.checkpoint, self.cfg.sees),
+        seen = "degraded" if self.cfg.sees == "degraded" and ctx.degraded_active else "clean"
+        output = ctx.memo(("frozen_depth", self.checkpoint, seen),
                           lambda: ctx.run_depth(self.depth_net, image, grad=False))
         return TeacherPrediction(ctx, output, image, self.pose_net, self.min_depth, self.max_depth,
                                  f"{self.name} ({self.checkpoint})")

@@ -7,7 +7,10 @@ pose never runs the pose network — without the trainer knowing which method is
 
 Views (which image a depth pass sees):
 
-* ``clean``      — the un-jittered target frame (what teachers and priors see);
+* ``clean``      — the un-jittered target frame (what teachers and priors see); a data hook that normalises
+  network inputs (md4all's daytime normalisation) puts the normalised copy in the batch's ``"clean_input"``
+  slot, which this view then uses, so every network pass sees the same normalisation (the raw frame stays
+  in ``("color", 0)`` for losses and for priors with their own normalisation);
 * ``clean_aug``  — the jittered target frame (Monodepth2's network input);
 * ``degraded``   — the jittered pixel-aligned degraded copy (needs the degradation supply);
 * ``input``      — the student's training input: ``degraded`` for samples that have one this step,
@@ -110,7 +113,7 @@ class StepContext:
         """The B×3×H×W network input of a view."""
         view = self.resolve_view(view)
         if view == "clean":
-            return self.batch[("color", 0)]
+            return self.batch.get("clean_input", self.batch[("color", 0)])
         if view == "clean_aug":
             return self.batch[("color_aug", 0)]
         if view == "degraded":
