@@ -36,9 +36,9 @@ def _check_generate_args(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    _check_generate_args(args)  # before the renderer's (torch) import: a bad argument answers at once
     from robustdepth.world.writer import WorldExistsError, generate
 
-    _check_generate_args(args)
     try:
         out = generate(args.preset, args.seed, Path(args.out), progress=not args.quiet, workers=args.workers)
     except WorldExistsError as exc:
