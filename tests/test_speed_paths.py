@@ -16,9 +16,7 @@ from robustdepth.data import build_dataset
 from robustdepth.data.base import FrameCache
 from robustdepth.inference import DepthModel, predict_to_folder, resolve_precision
 from robustdepth.losses.photometric import (
-    compiled_photometric_error,
     compiled_photometric_errors,
-    photometric_error,
     photometric_errors,
 )
 from robustdepth.networks import DepthNet
@@ -69,14 +67,6 @@ def test_bf16_channels_last_training_step_matches_fp32(corridor: Path, tmp_path:
     moved = step_ref.abs() > 1e-6
     agree = (step_ref.sign() == step_fast.sign())[moved].float().mean()
     assert agree > 0.9, f"only {agree:.1%} of the depth weights moved the same way in bf16"
-
-
-def test_compiled_photometric_error_equals_eager() -> None:
-    gen = torch.Generator().manual_seed(0)
-    pred, target = torch.rand(2, 3, 32, 48, generator=gen), torch.rand(2, 3, 32, 48, generator=gen)
-    compiled = compiled_photometric_error()
-    assert compiled is compiled_photometric_error()  # built once per process
-    assert torch.allclose(compiled(pred, target, 0.85), photometric_error(pred, target, 0.85), atol=1e-6)
 
 
 def test_compiled_batched_photometric_errors_equal_eager() -> None:

@@ -88,18 +88,12 @@ def _error_against(pred: torch.Tensor, target: torch.Tensor, y: torch.Tensor, mu
 
 
 @functools.cache
-def compiled_photometric_error() -> Callable[..., torch.Tensor]:
-    """:func:`photometric_error` through ``torch.compile`` (one fused SSIM + L1 kernel per shape).
-
-    Opt-in (``train.compile_loss``): the fused kernel rounds differently from eager at the 1e-7 level,
-    so the default path stays the eager function. Built once per process, on first use.
-    """
-    return torch.compile(photometric_error, dynamic=False)
-
-
-@functools.cache
 def compiled_photometric_errors() -> Callable[..., torch.Tensor]:
-    """:func:`photometric_errors` through ``torch.compile`` (the ``train.compile_loss`` path of the loss term)."""
+    """:func:`photometric_errors` through ``torch.compile`` (the loss term's ``train.compile_loss`` path).
+
+    Opt-in: the fused kernel rounds differently from eager at the 1e-7 level, so the default path stays the
+    eager function. Built once per process, on first use.
+    """
     return torch.compile(photometric_errors, dynamic=False)
 
 
