@@ -581,7 +581,6 @@ def train_run(recipe: str, run_dir: Path, overrides: list[str], steps: int) -> t
     cfg = load_config(recipe, [*overrides, f"optim.max_steps={steps}", f"train.name={run_dir.name}"])
     # a run killed during its first last.pt write resumes from its newest intact step file
     resume = resolve_checkpoint(run_dir) if step_files(run_dir / "checkpoints") or done.is_file() else None
-    last = run_dir / "checkpoints" / "last.pt"
     start_step = load_checkpoint(resume)["step"] if resume is not None else 0
     t0 = time.perf_counter()
     train(cfg, run_dir=run_dir, resume=resume)
@@ -590,7 +589,7 @@ def train_run(recipe: str, run_dir: Path, overrides: list[str], steps: int) -> t
     if start_step == 0 or not timing.is_file():
         timing.write_text(json.dumps({"s_per_step": s_per_step, "steps_timed": steps - start_step,
                                       "recipe": recipe}, indent=2))
-    return last, s_per_step
+    return done, s_per_step
 
 
 def student_overrides(protocol: BenchProtocol, teacher: Path) -> list[str]:
