@@ -40,12 +40,12 @@ from robustdepth.bench.protocol import (  # noqa: E402
     TEACHER,
     evaluate_run,
     method_row,
-    read_timing,
     row_dir,
     run_row,
     runs_root_for,
     table_protocol,
 )
+from robustdepth.training.runs import read_timing  # noqa: E402
 
 CONDITIONS = ("clear", *ADVERSE)
 METRICS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "a1": "δ1"}

@@ -41,12 +41,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from robustdepth.bench.protocol import train_run  # noqa: E402
 from robustdepth.config import apply_overrides, load_config  # noqa: E402
 from robustdepth.data import build_items  # noqa: E402
 from robustdepth.evaluation import get_protocol  # noqa: E402
 from robustdepth.evaluation.pose import constant_motion, snippet_ates  # noqa: E402
 from robustdepth.training.checkpoint import load_checkpoint  # noqa: E402
+from robustdepth.training.runs import ensure_recipe_run  # noqa: E402
 
 REALDATA = REPO.parent / "shared" / "realdata"
 ODOMETRY = REALDATA / "kitti_odometry_04_lidar"
@@ -259,8 +259,9 @@ def main() -> None:
         for arm in ARMS:  # world before world_to_real: it initialises it
             world_ckpt = ckpts["world"].get(seed)
             run_dir = runs_root / f"{arm}_s{seed}"
-            last, s_per_step = train_run(RECIPES[arm], run_dir, arm_overrides(arm, seed, args, world_ckpt),
-                                         args.steps)
+            outcome = ensure_recipe_run(RECIPES[arm], run_dir, arm_overrides(arm, seed, args, world_ckpt),
+                                        args.steps)
+            last, s_per_step = outcome.checkpoint, outcome.s_per_step
             ckpts[arm][seed] = last
             runs[arm][seed] = {**score_run(last, args.workers), "s_per_step": s_per_step}
             print(f"{arm} seed {seed}: AbsRel {runs[arm][seed]['abs_rel']:.4f}, "

@@ -27,10 +27,10 @@ the seed-mean of sec_positive_only, compared with the seed noise measured on the
 
 ``--teacher CKPT`` imposes another teacher (rows trained from the cached one are then refused, naming the
 differing key: use another ``--runs``). Every run is resumable: a finished run is reused, an interrupted
-one continues bit-exactly (robustdepth.training.pipeline.run_stage). A stored row whose queue was recorded by
+one continues bit-exactly (robustdepth.training.runs.ensure_run). A stored row whose queue was recorded by
 the previous queue version (no age record: the literal trigger) is refused, naming the folder to delete.
 
-The queue schedule is scaled to the short budget by the registry (robustdepth.bench.protocol.queue_schedule:
+The queue schedule is scaled to the short budget by the registry (robustdepth.training.runs.queue_schedule:
 warm-up and T_u are 10 % of the student steps). s/step is wall time of a run's training call (set-up included)
 divided by its steps; the machine may be shared, so the load average is recorded with it.
 """
@@ -56,10 +56,7 @@ from robustdepth.bench.protocol import (  # noqa: E402
     TEACHER,
     BenchProtocol,
     evaluate_run,
-    finished_checkpoint,
     method_row,
-    queue_schedule,
-    read_timing,
     row_dir,
     run_row,
     runs_root_for,
@@ -68,6 +65,7 @@ from robustdepth.bench.protocol import (  # noqa: E402
 )
 from robustdepth.config import load_config, to_dict  # noqa: E402
 from robustdepth.inference import DepthModel  # noqa: E402
+from robustdepth.training.runs import finished_checkpoint, queue_schedule, read_timing  # noqa: E402
 
 # table row name → registry key
 TABLE: dict[str, str] = {

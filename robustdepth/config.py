@@ -82,6 +82,10 @@ class OptimConfig:
     decay_every_epochs: float = 15.0  # StepLR(step_size=15, gamma=0.1) in Monodepth2
     gamma: float = 0.1
     grad_clip: float = 0.0  # 0 = off
+    # torch's fused Adam kernel (one pass over all parameters; ×2.5–3.5 on the optimiser step on CPU,
+    # docs/results/speed.md). Off by default: it rounds differently from the default path (~1e-8 per step),
+    # so a run's config — hence its resume and its benchmark cache — must not change under it.
+    fused: bool = False
 
 
 @dataclass

@@ -86,10 +86,11 @@ def ensure_world(plan: DemoPlan) -> Path:
 
 def train_baseline(plan: DemoPlan, out: Path) -> Path:
     """Monodepth2 on the clear training frames (trained once; resumed when interrupted)."""
-    from robustdepth.bench.protocol import train_run
+    from robustdepth.training.runs import ensure_recipe_run
 
-    return train_run("monodepth2", out / "monodepth2",
-                     plan.overrides("monodepth2", plan.baseline_steps, plan.baseline_lr), plan.baseline_steps)[0]
+    return ensure_recipe_run("monodepth2", out / "monodepth2",
+                             plan.overrides("monodepth2", plan.baseline_steps, plan.baseline_lr),
+                             plan.baseline_steps).checkpoint
 
 
 def final_lr(checkpoint: Path) -> float:

@@ -89,4 +89,6 @@ def test_every_shipped_recipe_loads_and_overlays_compose() -> None:
         load_config(name)
     fast = load_config("acdepth+sec+fast")
     assert (fast.train.precision, fast.train.channels_last) == ("bf16", True)
+    assert fast.optim.fused and not load_config("acdepth").optim.fused
+    assert fast.optim.lr == load_config("acdepth").optim.lr  # the overlay merges into optim, it does not replace it
     assert fast.losses.sec.weight > 0 and fast.losses.ogd_rank.weight == load_config("acdepth").losses.ogd_rank.weight

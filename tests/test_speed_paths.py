@@ -69,6 +69,21 @@ def test_bf16_channels_last_training_step_matches_fp32(corridor: Path, tmp_path:
     assert agree > 0.9, f"only {agree:.1%} of the depth weights moved the same way in bf16"
 
 
+def test_fused_adam_steps_like_the_default_path(corridor: Path, tmp_path: Path) -> None:
+    """``optim.fused`` builds torch's fused Adam and takes the same training step (rounding aside)."""
+    plain = Trainer(_cfg(corridor, **{"optim.max_steps": 2}), run_dir=tmp_path / "a")
+    fused = Trainer(_cfg(corridor, **{"optim.max_steps": 2, "optim.fused": True}), run_dir=tmp_path / "b")
+    assert fused.optimizer.defaults["fused"] is True and not plain.optimizer.defaults["fused"]
+    assert fused.optimizer.defaults["lr"] == plain.optimizer.defaults["lr"]
+    batch = next(iter(plain._batches()))
+    init = torch.cat([p.detach().flatten().clone() for p in plain.models.parameters()])
+    plain.train_step(batch), fused.train_step(batch)
+    step_plain = torch.cat([p.detach().flatten() for p in plain.models.parameters()]) - init
+    step_fused = torch.cat([p.detach().flatten() for p in fused.models.parameters()]) - init
+    assert step_plain.abs().max() > 1e-5  # the step moved the weights ...
+    assert torch.allclose(step_fused, step_plain, atol=1e-6)  # ... and the fused kernel moved them the same way
+
+
 def test_compiled_batched_photometric_errors_equal_eager() -> None:
     """``train.compile_loss`` compiles the loss term's batched path (several predictions of one target)."""
     gen = torch.Generator().manual_seed(1)

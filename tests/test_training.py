@@ -100,7 +100,7 @@ def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
 def test_more_steps_extend_a_run_other_changes_do_not() -> None:
     """Asking a finished run for more optim.max_steps continues it; fewer steps or another lr is another run."""
     from robustdepth.config import to_dict
-    from robustdepth.training.pipeline import config_differences
+    from robustdepth.training.runs import config_differences
 
     stored = to_dict(load_config("monodepth2", ["optim.max_steps=600"]))
     assert config_differences(stored, load_config("monodepth2", ["optim.max_steps=2400"])) == []
@@ -124,3 +124,41 @@ def test_failed_checkpoint_write_names_the_file_and_keeps_the_old_one(tmp_path: 
     monkeypatch.undo()
     assert torch.load(path, weights_only=True) == {"step": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_resolve_chain_wires_teacher_day_model_and_histogram_by_the_stated_rules(tmp_path: Path) -> None:
+    """One set of chain rules for pipeline, benchmarks and demo (robustdepth.training.runs.resolve_chain)."""
+    from robustdepth.config import ConfigError
+    from robustdepth.training.runs import resolve_chain
+
+    teacher, root, day = tmp_path / "teacher.pt", tmp_path / "root.pt", tmp_path / "day.pt"
+    asked: list[Path] = []
+
+    def histogram(source: Path) -> Path:
+        asked.append(source)
+        return tmp_path / f"hist_{source.stem}.json"
+
+    cfg = load_config("syn2real_ra")  # teacher + Φ_day (stage root) + KL prior
+    resolve_chain(cfg, "s", teacher=teacher, root=root, histogram=histogram)
+    assert cfg.providers.teacher.checkpoint == str(teacher) and cfg.model.init_checkpoint == str(teacher)
+    assert cfg.providers.day_model.checkpoint == str(root)  # stage root: the chain's first model, not the teacher
+    assert asked == [root] and cfg.losses.syn2real_kl.prior_path == str(tmp_path / "hist_root.json")
+
+    staged = load_config("syn2real_ra", ["providers.day_model.stage=teacher"])
+    resolve_chain(staged, "s", teacher=teacher, root=root, histogram=histogram)
+    assert staged.providers.day_model.checkpoint == str(teacher) and asked[-1] == teacher
+
+    given = load_config("syn2real_ra", [f"model.init_checkpoint={root}"])
+    resolve_chain(given, "s", teacher=teacher, root=root, day=day, histogram=histogram)
+    assert given.model.init_checkpoint == str(root)  # an initialisation the recipe set is kept
+    assert given.providers.day_model.checkpoint == str(day) and asked[-1] == day
+
+    plain = load_config("md4all_dd")  # no day model, no KL: only the teacher is wired
+    resolve_chain(plain, "s", teacher=teacher, histogram=histogram)
+    assert plain.providers.day_model.checkpoint in (None, "") and len(asked) == 3
+    with pytest.raises(ConfigError, match="distils a frozen teacher"):
+        resolve_chain(load_config("md4all_dd"), "s", teacher=None, histogram=histogram)
+    with pytest.raises(ConfigError, match="no teacher provider"):
+        resolve_chain(load_config("monodepth2"), "s", teacher=teacher, histogram=histogram)
+    with pytest.raises(ConfigError, match="no day_model provider"):
+        resolve_chain(load_config("md4all_dd"), "s", teacher=teacher, day=day, histogram=histogram)

@@ -28,16 +28,21 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from robustdepth.config import ConfigError, load_config
-from robustdepth.training.checkpoint import load_checkpoint, resolve_checkpoint, step_files
+from robustdepth.training.runs import (
+    ensure_run,
+    finished_checkpoint,
+    queue_schedule,
+    resolve_chain,
+    set_key,
+)
 
 RUNS_ROOT = Path("runs/bench")
 QUICK_RUNS_ROOT = Path("runs/bench_quick")
@@ -292,10 +297,6 @@ ROWS: dict[str, RowSpec] = {
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
-class RunMismatchError(ConfigError):
-    """A run folder holds a run made with another configuration than the one asked for."""
-
-
 def row_dir(runs_root: Path, key: str) -> Path:
     """``runs_root/<key>``; keys are lower-case names (no paths), so one key is always one folder."""
     if not _KEY.match(key):
@@ -323,21 +324,11 @@ def seed_alias(key: str, seed: int) -> str | None:
     return alias if other == replace(spec, extra=(*spec.extra, f"train.seed={seed}")) else None
 
 
-def queue_schedule(steps: int) -> tuple[int, int]:
-    """(warm-up, T_u) of the latency queue scaled to a short budget: 10 % of the steps each (the recipe
-    defaults, one epoch and 1000 steps, are for ~100k-step runs)."""
-    return max(1, steps // 10), max(1, steps // 10)
-
-
 def _mechanics(protocol: BenchProtocol, steps: int) -> list[str]:
     """Run mechanics (ignored when comparing a stored run's config): logging, checkpoints, loaders."""
     device = [f"train.device={protocol.device}"] if protocol.device else []
     return [f"train.progress={str(not protocol.quick).lower()}", "train.log_every=50", "train.image_every=1000000",
             f"train.ckpt_every={max(50, steps // 4)}", f"data.num_workers={0 if protocol.quick else 1}", *device]
-
-
-def _set(cfg: DictConfig, key: str, value: Any) -> None:
-    OmegaConf.update(cfg, key, value, merge=False)
 
 
 def felzenszwalb_mask_cache(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT, recipe: str = "rosam",
@@ -390,10 +381,11 @@ def row_config(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path 
         warmup, refresh = queue_schedule(steps)
         cfg = load_config(recipe, [*base, f"providers.latency_queue.warmup_steps={warmup}",
                                    f"providers.latency_queue.refresh_every={refresh}", *extra])
-    _resolve_chain(cfg, key, recipe, teacher, day, runs_root)
+    resolve_chain(cfg, f"row {key!r} (recipe {recipe!r})", teacher=teacher, day=day,
+                  histogram=lambda source: day_histogram(source, runs_root))
     masks = cfg.providers.masks
     if masks.enabled and masks.method == "felzenszwalb" and not masks.cache:
-        _set(cfg, "providers.masks.cache", str(felzenszwalb_mask_cache(protocol, runs_root, recipe, extra)))
+        set_key(cfg, "providers.masks.cache", str(felzenszwalb_mask_cache(protocol, runs_root, recipe, extra)))
     return cfg
 
 
@@ -405,111 +397,20 @@ def _student_schedule(protocol: BenchProtocol) -> list[str]:
     return [f"optim.decay_every_epochs={protocol.student_decay_every_epochs}", f"optim.gamma={protocol.student_gamma}"]
 
 
-def _resolve_chain(cfg: DictConfig, key: str, recipe: str, teacher: Path | None, day: Path | None,
-                   runs_root: Path) -> None:
-    """Teacher, initialisation, Φ_day and P^day of a student, with the pipeline's rules (student_config)."""
-    from robustdepth.training.pipeline import root_of
-
-    t = cfg.providers.teacher
-    if t.enabled and teacher is None:
-        raise ValueError(f"row {key!r}: recipe {recipe!r} distils a frozen teacher (providers.teacher); give teacher=")
-    if not t.enabled and teacher is not None:
-        raise ValueError(f"row {key!r}: recipe {recipe!r} has no teacher provider, but teacher={teacher} was given")
-    if teacher is not None:
-        _set(cfg, "providers.teacher.checkpoint", str(teacher))
-        if t.init_student and not cfg.model.init_checkpoint:
-            _set(cfg, "model.init_checkpoint", str(teacher))
-    d = cfg.providers.day_model
-    if d.enabled and not d.checkpoint:
-        if day is None and teacher is None:
-            raise ValueError(f"row {key!r}: recipe {recipe!r} needs Φ_day (providers.day_model); give day=")
-        day = day or (teacher if d.stage == "teacher" else root_of(Path(str(teacher))))
-        _set(cfg, "providers.day_model.checkpoint", str(day))
-    elif day is not None and not d.enabled:
-        raise ValueError(f"row {key!r}: recipe {recipe!r} has no day_model provider, but day={day} was given")
-    kl = cfg.losses.syn2real_kl
-    if float(kl.weight) != 0.0 and not kl.prior_path:
-        source = Path(str(cfg.providers.day_model.checkpoint)) if d.enabled else None
-        if source is None:
-            raise ValueError(f"row {key!r}: the Syn2Real KL term needs Φ_day (providers.day_model) for its prior")
-        _set(cfg, "losses.syn2real_kl.prior_path", str(day_histogram(source, runs_root)))
-
-
-def check_stored_run(run_dir: Path, cfg: DictConfig, key: str) -> None:
-    """Refuse a folder whose run was made with another configuration (mechanics — train.*, eval.*, loaders —
-    aside): the error names the folder and each differing key with both values."""
-    from robustdepth.config import to_dict
-    from robustdepth.training.pipeline import config_differences, last_checkpoint
-
-    last = last_checkpoint(run_dir)
-    if last is None:
-        return
-    stored = load_checkpoint(last)["config"]
-    differ = config_differences(stored, cfg)
-    # train.* is run mechanics to the pipeline, but a row's seed is part of its experiment
-    if "train" in stored and "seed" in stored["train"] and int(stored["train"]["seed"]) != int(cfg.train.seed):
-        differ = ["train.seed", *differ]
-    if differ:
-        asked = to_dict(cfg)
-        shown = "; ".join(f"{k} (stored {_lookup(stored, k)!r}, asked {_lookup(asked, k)!r})" for k in differ[:10])
-        more = f" and {len(differ) - 10} more" if len(differ) > 10 else ""
-        raise RunMismatchError(f"row {key!r}: {run_dir} holds a run made with another configuration — differing "
-                               f"keys: {shown}{more}. Delete {run_dir} to retrain it, or use another runs root")
-
-
-def _lookup(tree: dict[str, Any], dotted: str) -> Any:
-    for part in dotted.split("."):
-        tree = tree[part]
-    return tree
-
-
-def finished_checkpoint(run_dir: Path) -> Path | None:
-    """``run_dir``'s last.pt when its run reached its step count, else None."""
-    last = Path(run_dir) / "checkpoints" / "last.pt"
-    if last.is_file():
-        ckpt = load_checkpoint(last)
-        if int(ckpt["step"]) >= int(ckpt["total_steps"]):
-            return last
-    return None
-
-
-def read_timing(run_dir: Path) -> dict[str, Any]:
-    """timing.json of a run ({} when it was never timed)."""
-    path = Path(run_dir) / "timing.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def train_row(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path | None = None,
               init: Path | None = None, day: Path | None = None, extra: tuple[str, ...] | list[str] = (),
               runs_root: Path = RUNS_ROOT, steps: int | None = None,
               batch_size: int | None = None, run_dir: Path | None = None) -> tuple[Path, float | None]:
-    """Train, resume or reuse the run ``runs_root/<key>`` (or ``run_dir``: a seed's folder, the shared teacher);
-    returns (last checkpoint, seconds per step).
-
-    A finished run is reused (no training); an interrupted one continues bit-exactly (pipeline.run_stage);
-    a folder holding another configuration raises :class:`RunMismatchError`. timing.json records wall and
-    main-process CPU seconds per step of the training this call did (plus the load average: the machine
-    is shared); a reused run returns its stored s/step (None when it was never timed).
+    """Train, resume or reuse the run ``runs_root/<key>`` (or ``run_dir``: a seed's folder, the shared teacher)
+    through the runs layer (:func:`robustdepth.training.runs.ensure_run`); returns (last checkpoint, seconds
+    per step). A row's seed is part of its experiment: a folder trained with another ``train.seed`` is refused.
     """
-    from robustdepth.training.pipeline import run_stage
-
     run_dir = Path(run_dir) if run_dir is not None else row_dir(runs_root, key)
     cfg = row_config(protocol, key, recipe, teacher=teacher, init=init, day=day, extra=extra, runs_root=runs_root,
                      steps=steps, batch_size=batch_size)
-    check_stored_run(run_dir, cfg, key)
-    last = run_dir / "checkpoints" / "last.pt"
-    start = int(load_checkpoint(last)["step"]) if last.is_file() else 0
-    wall, cpu = time.perf_counter(), time.process_time()
-    checkpoint, action = run_stage(cfg, run_dir, key)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    timing = read_timing(run_dir)
-    if action != "reused":
-        done = max(1, int(cfg.optim.max_steps) - start)
-        timing = {"s_per_step": wall / done, "cpu_s_per_step": cpu / done, "steps": done, "action": action,
-                  "recipe": recipe, "load_average": [round(x, 2) for x in os.getloadavg()]}
-        (run_dir / "timing.json").write_text(json.dumps(timing, indent=1))
-    s_per_step = timing.get("s_per_step", timing.get("wall_s_per_step"))
-    return checkpoint, None if s_per_step is None else float(s_per_step)
+    outcome = ensure_run(cfg, run_dir, f"row {key!r}", experiment_keys=("train.seed",), recipe=recipe,
+                         hint=f"delete {run_dir} to retrain it, or use another runs root")
+    return outcome.checkpoint, outcome.s_per_step
 
 
 def run_row(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
@@ -567,29 +468,6 @@ def row_inputs(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
 def teacher_checkpoint(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT) -> Path:
     """The protocol's day-clear teacher (``runs_root/teacher``), trained once and shared by every table."""
     return run_row(protocol, TEACHER, runs_root)[0]
-
-
-def train_run(recipe: str, run_dir: Path, overrides: list[str], steps: int) -> tuple[Path, float]:
-    """Train (or resume, or reuse) one free-standing run outside the registry (``make demo``); returns
-    (last checkpoint, seconds per step of this process's work). Table rows use :func:`train_row`."""
-    from robustdepth.training.trainer import train
-
-    timing = run_dir / "timing.json"
-    done = run_dir / "checkpoints" / "last.pt"
-    if done.is_file() and load_checkpoint(done)["step"] >= steps and timing.is_file():
-        return done, float(json.loads(timing.read_text())["s_per_step"])
-    cfg = load_config(recipe, [*overrides, f"optim.max_steps={steps}", f"train.name={run_dir.name}"])
-    # a run killed during its first last.pt write resumes from its newest intact step file
-    resume = resolve_checkpoint(run_dir) if step_files(run_dir / "checkpoints") or done.is_file() else None
-    start_step = load_checkpoint(resume)["step"] if resume is not None else 0
-    t0 = time.perf_counter()
-    train(cfg, run_dir=run_dir, resume=resume)
-    elapsed = time.perf_counter() - t0
-    s_per_step = elapsed / max(1, steps - start_step)
-    if start_step == 0 or not timing.is_file():
-        timing.write_text(json.dumps({"s_per_step": s_per_step, "steps_timed": steps - start_step,
-                                      "recipe": recipe}, indent=2))
-    return done, s_per_step
 
 
 def student_overrides(protocol: BenchProtocol, teacher: Path) -> list[str]:

@@ -19,21 +19,17 @@ of a different configuration is refused rather than silently mixed. The trainer 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from robustdepth.config import ConfigError, config_from_dict, load_config, to_dict
-from robustdepth.training.checkpoint import load_checkpoint, resolve_checkpoint
+from robustdepth.config import config_from_dict, load_config, to_dict
+from robustdepth.training.checkpoint import load_checkpoint
+from robustdepth.training.runs import ensure_run, last_checkpoint, resolve_chain, root_of
 
 log = logging.getLogger(__name__)
-
-
-# Keys whose difference does not make a stored run a different experiment (mechanics, not maths).
-_IGNORED_PREFIXES = ("train.", "eval.", "data.num_workers")
 
 
 @dataclass
@@ -45,68 +41,10 @@ class PipelineResult:
     stages: list[dict[str, str]] = field(default_factory=list)
 
 
-def last_checkpoint(stage_dir: Path) -> Path | None:
-    """The stage's checkpoint to reuse or resume: ``last.pt``, else its newest intact step file."""
-    if not (stage_dir / "checkpoints").is_dir():
-        return None
-    path = resolve_checkpoint(stage_dir)
-    return path if path.is_file() else None
-
-
-def _flatten(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            yield from _flatten(value, f"{prefix}{key}.")
-    else:
-        yield prefix[:-1], tree
-
-
-def config_differences(stored: dict[str, Any], cfg: DictConfig) -> list[str]:
-    """Keys (outside run mechanics) whose values differ between a stored run's config and ``cfg``.
-
-    Asking for more ``optim.max_steps`` than the stored run had is not a difference: it extends the same
-    experiment (the schedule is per epoch, so the first N steps are the same either way).
-    """
-    old, new = dict(_flatten(stored)), dict(_flatten(to_dict(cfg)))
-    # Only keys both know: the schema grows as methods are added, and a key the stored run did not have yet
-    # (a new provider's defaults) does not make it another experiment.
-    keys = sorted(set(old) & set(new))
-    return [k for k in keys if not k.startswith(_IGNORED_PREFIXES) and old[k] != new[k]
-            and not (k == "optim.max_steps" and _extends(old[k], new[k]))]
-
-
-def _extends(stored_steps: Any, asked_steps: Any) -> bool:
-    return bool(stored_steps) and bool(asked_steps) and int(asked_steps) > int(stored_steps)
-
-
-def _target_steps(ckpt: dict[str, Any], cfg: DictConfig) -> int:
-    """Steps the run must reach: the asked ``optim.max_steps`` when set, else the stored run's total."""
-    return int(cfg.optim.max_steps or ckpt["total_steps"])
-
-
 def run_stage(cfg: DictConfig, stage_dir: Path, name: str) -> tuple[Path, str]:
-    """Train ``cfg`` in ``stage_dir``, or reuse / resume what is there. Returns (last.pt, action)."""
-    from robustdepth.training.trainer import train
-
-    last = last_checkpoint(stage_dir)
-    if last is not None:
-        ckpt = load_checkpoint(last)
-        differ = config_differences(ckpt["config"], cfg)
-        if differ:
-            raise ConfigError(f"{name} stage folder {stage_dir} holds a run with another configuration "
-                              f"(differs in {', '.join(differ[:8])}{' …' if len(differ) > 8 else ''}); "
-                              "delete it or choose another --run-dir")
-        if int(ckpt["step"]) >= _target_steps(ckpt, cfg):
-            log.info("%s stage: reusing finished run %s", name, last)
-            return last, "reused"
-        log.info("%s stage: resuming %s at step %s", name, last, ckpt["step"])
-        out = train(cfg, run_dir=stage_dir, resume=last)
-        return Path(out or last), "resumed"
-    log.info("%s stage: training in %s", name, stage_dir)
-    out = train(cfg, run_dir=stage_dir)
-    if out is None:
-        raise RuntimeError(f"{name} stage in {stage_dir} returned no checkpoint (not the main process?)")
-    return Path(out), "trained"
+    """Train ``cfg`` in ``stage_dir``, or reuse / resume what is there (:func:`ensure_run`): (checkpoint, action)."""
+    outcome = ensure_run(cfg, stage_dir, f"{name} stage", hint="delete it or choose another --run-dir")
+    return outcome.checkpoint, outcome.action
 
 
 def teacher_stage_config(cfg: DictConfig) -> DictConfig:
@@ -131,37 +69,20 @@ def load_config_like(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return apply_overrides(config_from_dict(to_dict(cfg)), overrides)
 
 
-def root_of(checkpoint: Path) -> Path:
-    """The first model of a checkpoint's teacher chain (itself when it had no teacher)."""
-    stored = load_checkpoint(checkpoint)["config"]
-    teacher = stored.get("providers", {}).get("teacher", {})
-    if teacher.get("enabled") and teacher.get("checkpoint"):
-        return root_of(Path(teacher["checkpoint"]))
-    return checkpoint
-
-
-def _set(cfg: DictConfig, key: str, value: Any) -> None:
-    OmegaConf.update(cfg, key, value, merge=False)
-
-
 def student_config(cfg: DictConfig, teacher: Path, root: Path, run_dir: Path) -> DictConfig:
-    """The recipe's config with its teacher, initialisation, Φ_day and histogram prior resolved."""
+    """The recipe's config with its teacher, initialisation, Φ_day and histogram prior resolved
+    (:func:`resolve_chain`); the pipeline caches Syn2Real's day histogram in ``run_dir/day_histogram.json``."""
     cfg = config_from_dict(to_dict(cfg))
-    _set(cfg, "providers.teacher.checkpoint", str(teacher))
-    if cfg.providers.teacher.init_student and not cfg.model.init_checkpoint:
-        _set(cfg, "model.init_checkpoint", str(teacher))
-    day = cfg.providers.day_model
-    if day.enabled and not day.checkpoint:
-        _set(cfg, "providers.day_model.checkpoint", str(teacher if day.stage == "teacher" else root))
-    kl = cfg.losses.syn2real_kl
-    if float(kl.weight) != 0.0 and not kl.prior_path:
+
+    def histogram(day: Path) -> Path:
         from robustdepth.priors.histogram import compute_day_histogram
 
-        source = Path(cfg.providers.day_model.checkpoint) if day.enabled and day.checkpoint else root
         path = run_dir / "day_histogram.json"
         if not path.is_file():
-            compute_day_histogram(source, path)
-        _set(cfg, "losses.syn2real_kl.prior_path", str(path))
+            compute_day_histogram(day, path)
+        return path
+
+    resolve_chain(cfg, "student", teacher=teacher, root=root, histogram=histogram)
     return cfg
 
 
@@ -195,5 +116,4 @@ def _run_chain(cfg: DictConfig, model_dir: Path, teacher_dir: Path, name: str) -
     return PipelineResult(last, root, stages)
 
 
-__all__ = ["PipelineResult", "config_differences", "last_checkpoint", "root_of", "run_pipeline", "run_stage",
-           "student_config", "teacher_stage_config"]
+__all__ = ["PipelineResult", "run_pipeline", "run_stage", "student_config", "teacher_stage_config"]
