@@ -32,10 +32,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from robustdepth.bench.protocol import (  # noqa: E402
+from robustdepth.bench.protocol import (
     ADVERSE,
     TEACHER,
     evaluate_run,
@@ -45,8 +42,9 @@ from robustdepth.bench.protocol import (  # noqa: E402
     runs_root_for,
     table_protocol,
 )
-from robustdepth.training.runs import read_timing  # noqa: E402
+from robustdepth.training.runs import read_timing
 
+REPO = Path(__file__).resolve().parent.parent
 CONDITIONS = ("clear", *ADVERSE)
 METRICS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE", "a1": "δ1"}
 LOWER_IS_BETTER = {"abs_rel": True, "sq_rel": True, "rmse": True, "a1": False}

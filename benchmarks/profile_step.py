@@ -39,14 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from speed import cpu_description, render_markdown  # the sibling script benchmarks/speed.py
+
+from robustdepth.config import load_config
+from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from benchmarks.speed import cpu_description, render_markdown  # noqa: E402
-from robustdepth.config import load_config  # noqa: E402
-from robustdepth.training.trainer import Trainer  # noqa: E402
-
 RECIPES = ("monodepth2", "md4all_dd", "all")
 COMMON = {"data.num_workers": 0, "optim.batch_size": 4, "train.progress": False, "train.log_every": 10**6,
           "train.image_every": 10**7, "train.ckpt_every": 10**7, "optim.max_steps": 10**6}
@@ -204,7 +202,8 @@ def photometric_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], roun
 
 
 def _photometric_row(world: Path, tmp: Path, height: int, width: int, rounds: int) -> dict[str, Any]:
-    from benchmarks.speed import alternate, paired_speedup
+    from speed import alternate, paired_speedup
+
     from robustdepth.geometry import Pose
     from robustdepth.networks import DepthOutput
     from robustdepth.training.context import StepContext, StepState
@@ -247,7 +246,8 @@ def _photometric_row(world: Path, tmp: Path, height: int, width: int, rounds: in
 def optimiser_paths(rounds: int) -> dict[str, Any]:
     """Adam's step over the Monodepth2 depth + pose weights: torch's default CPU path (a per-tensor loop) vs
     ``foreach`` and ``fused``, alternated; and how far each drifts from the default after 5 identical steps."""
-    from benchmarks.speed import alternate, paired_speedup
+    from speed import alternate, paired_speedup
+
     from robustdepth.training.trainer import build_models
 
     cfg = load_config("monodepth2")

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -38,16 +37,14 @@ from typing import Any
 
 import numpy as np
 
+from robustdepth.config import apply_overrides, load_config
+from robustdepth.data import build_items
+from robustdepth.evaluation import get_protocol
+from robustdepth.evaluation.pose import constant_motion, snippet_ates
+from robustdepth.training.checkpoint import load_checkpoint
+from robustdepth.training.runs import ensure_recipe_run
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from robustdepth.config import apply_overrides, load_config  # noqa: E402
-from robustdepth.data import build_items  # noqa: E402
-from robustdepth.evaluation import get_protocol  # noqa: E402
-from robustdepth.evaluation.pose import constant_motion, snippet_ates  # noqa: E402
-from robustdepth.training.checkpoint import load_checkpoint  # noqa: E402
-from robustdepth.training.runs import ensure_recipe_run  # noqa: E402
-
 REALDATA = REPO.parent / "shared" / "realdata"
 ODOMETRY = REALDATA / "kitti_odometry_04_lidar"
 ARMS = ("real", "world", "world_to_real")

@@ -36,10 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from robustdepth.bench.protocol import (  # noqa: E402
+from robustdepth.bench.protocol import (
     ADVERSE,
     TEACHER,
     day_histogram,
@@ -55,6 +52,7 @@ from robustdepth.bench.protocol import (  # noqa: E402
     table_protocol,
 )
 
+REPO = Path(__file__).resolve().parents[1]
 # Registry keys of the table's rows (felzenszwalb rows read the shared cache; rosam_world_masks the world's ids
 # with the sky as a region, the same full coverage as felzenszwalb)
 ROWS = ("syn2real_ra", "rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",

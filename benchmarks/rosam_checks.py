@@ -29,17 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from robustdepth.losses.rosam import (  # noqa: E402
+from robustdepth.losses.rosam import (
     adaptive_outlier_mask,
     region_contrast,
     region_index,
     regional_gaussian_likelihood,
 )
-from robustdepth.priors.masks import partition_from_masks  # noqa: E402
+from robustdepth.priors.masks import partition_from_masks
 
+REPO = Path(__file__).resolve().parents[1]
 #: The previous default (the paper's literal τ0 + λσ with λ = 1, no σ floor) and the fixed one.
 OLD = {"lam": 1.0, "threshold_units": "disparity", "sigma_floor": 0.0}
 NEW = {"lam": 6.0, "threshold_units": "relative", "sigma_floor": 0.05}

@@ -41,16 +41,12 @@ import argparse
 import copy
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from robustdepth.bench.protocol import (  # noqa: E402
+from robustdepth.bench.protocol import (
     ADVERSE,
     ROWS,
     TEACHER,
@@ -63,10 +59,11 @@ from robustdepth.bench.protocol import (  # noqa: E402
     seed_noise,
     table_protocol,
 )
-from robustdepth.config import load_config, to_dict  # noqa: E402
-from robustdepth.inference import DepthModel  # noqa: E402
-from robustdepth.training.runs import finished_checkpoint, queue_schedule, read_timing  # noqa: E402
+from robustdepth.config import load_config, to_dict
+from robustdepth.inference import DepthModel
+from robustdepth.training.runs import finished_checkpoint, queue_schedule, read_timing
 
+REPO = Path(__file__).resolve().parents[1]
 # table row name → registry key
 TABLE: dict[str, str] = {
     "md2": "md2_continued",

@@ -42,15 +42,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from robustdepth.config import load_config
+from robustdepth.data.corridor import corridor_overrides, write_corridor_sequence
+from robustdepth.inference import DepthModel, _Disparity, native_bf16
+from robustdepth.networks import DepthNet
+from robustdepth.training.trainer import Trainer
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from robustdepth.config import load_config  # noqa: E402
-from robustdepth.inference import DepthModel, _Disparity, native_bf16  # noqa: E402
-from robustdepth.networks import DepthNet  # noqa: E402
-from robustdepth.training.trainer import Trainer  # noqa: E402
-from tests.conftest import corridor_overrides, write_corridor_sequence  # noqa: E402
-
 RESOLUTIONS = [(64, 192), (96, 320), (192, 640)]
 FAST_TRAIN = {"train.precision": "bf16", "train.channels_last": True}
 COMPILE_TRAIN = {"train.compile": True, "train.compile_loss": True}

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from robustdepth.bench.protocol import ADVERSE, BenchProtocol, evaluate_run, teacher_checkpoint
+from robustdepth.config import load_config
+from robustdepth.evaluation import get_protocol
+from robustdepth.evaluation.runner import constant_median_baseline
+from robustdepth.training.checkpoint import load_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from robustdepth.bench.protocol import ADVERSE, BenchProtocol, evaluate_run, teacher_checkpoint  # noqa: E402
-from robustdepth.config import load_config  # noqa: E402
-from robustdepth.evaluation import get_protocol  # noqa: E402
-from robustdepth.evaluation.runner import constant_median_baseline  # noqa: E402
-from robustdepth.training.checkpoint import load_checkpoint  # noqa: E402
-
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
 
 
