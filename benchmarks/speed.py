@@ -342,7 +342,13 @@ def run_accuracy(args: argparse.Namespace, device: torch.device) -> dict[str, An
 
 
 def int8_conv_ratio(rounds: int) -> float:
-    """ONNX Runtime int8 (QDQ, per-channel) / fp32 throughput of the roofline's 3×3 conv shapes (batch 8)."""
+    """ONNX Runtime int8 (QDQ, per-channel) / fp32 throughput of the roofline's 3×3 conv shapes (batch 8); the
+    models are written to a temporary folder removed afterwards (the sessions hold them in memory)."""
+    with tempfile.TemporaryDirectory(prefix="int8conv_") as folder:
+        return _int8_conv_ratio(Path(folder), rounds)
+
+
+def _int8_conv_ratio(tmp: Path, rounds: int) -> float:
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -352,7 +358,6 @@ def int8_conv_ratio(rounds: int) -> float:
 
     shapes = [(64, 48, 160), (128, 24, 80), (256, 12, 40)]
     rng = np.random.default_rng(0)
-    tmp = Path(tempfile.mkdtemp(prefix="int8conv_"))
     sessions: dict[str, list[Any]] = {"fp32": [], "int8": []}
     feeds = []
     for i, (c, h, w) in enumerate(shapes):
@@ -385,7 +390,13 @@ def int8_conv_ratio(rounds: int) -> float:
 
 def run_int8(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """int8 ONNX Runtime vs torch bf16 (fast path), torch fp32 and ORT fp32 at each resolution, alternated;
-    AbsRel of fp32 vs int8 on the world test split."""
+    AbsRel of fp32 vs int8 on the world test split. The exported models live in a temporary folder removed
+    afterwards."""
+    with tempfile.TemporaryDirectory(prefix="int8_") as folder:
+        return _run_int8(args, device, Path(folder))
+
+
+def _run_int8(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
     import numpy as np
     import onnxruntime
 
@@ -396,7 +407,6 @@ def run_int8(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 
     ckpt, world = args.int8_checkpoint, Path(args.world or "data/world/tiny")
     calibration = world / "val"
-    tmp = Path(tempfile.mkdtemp(prefix="int8_"))
     res: dict[str, Any] = {"conv_int8_over_fp32": int8_conv_ratio(args.rounds), "speed": {},
                            "onnxruntime": onnxruntime.__version__, "checkpoint": ckpt,
                            "machine": f"{cpu_description()}, {torch.get_num_threads()} threads"}
@@ -446,16 +456,25 @@ def _fmt(x: Any, spec: str = ".1f") -> str:
     return format(x, spec) if isinstance(x, (int, float)) else "–"
 
 
+def gpu_sentence(res: dict[str, Any]) -> str:
+    """Whether any section ran on a GPU (the CUDA paths are written either way)."""
+    devices = {v.get("device", res.get("device")) for v in res.get("section_conditions", {}).values()}
+    if any(str(d).startswith("cuda") for d in devices):
+        return "Sections run on CUDA say so in their machine field."
+    return ("Every section ran on the CPU: the CUDA paths (autocast device type, pinned memory + non-blocking "
+            "copies, nccl) are written, and their numbers need a run with `--device cuda`.")
+
+
 def to_markdown(res: dict[str, Any]) -> str:
     lines = ["# Speed: fp32 eager vs the fast path", "",
-             f"Machine: {res.get('machine')}; torch {res.get('torch')}; device {res.get('device')}. "
+             f"Machine of the latest run: {res.get('machine')}; torch {res.get('torch')}; device {res.get('device')}. "
              f"Commands: {', '.join(f'`{c}`' for c in res.get('commands', []))}.", "",
-             "Host load average (1/5/15 min) and threads when each section ran: "
-             + "; ".join(f"{name} {' / '.join(f'{x:.1f}' for x in v['load_average'])} ({v['threads']} thread(s))"
+             "Host load average (1/5/15 min), threads and machine when each section ran: "
+             + "; ".join(f"{name} {' / '.join(f'{x:.1f}' for x in v['load_average'])} ({v['threads']} thread(s)"
+                         f"{', ' + v['machine'] if v.get('machine') else ', machine not recorded'})"
                          for name, v in res.get("section_conditions", {}).items())
              + ". Every speed-up is the median of per-round ratios of runs alternated in one process, so both "
-             "sides see the same host. No GPU was lent to this task: the CUDA paths (autocast device type, pinned "
-             "memory + non-blocking copies, nccl) are written but the GPU numbers could not be taken.", "",
+             "sides see the same host. " + gpu_sentence(res), "",
              "## What is on by default, and how to get the fast path", "",
              "- **Inference**: `robustdepth.load(ckpt)` and `predict` default to the fastest safe path, "
              "`precision=\"auto\"` (bf16 where the device has native bf16, else fp32: the weights are stored in bf16 "
@@ -793,8 +812,10 @@ def main() -> None:
         new = sections[name](args, device)
         # per-resolution sections merge key by key, so one resolution can be re-measured on its own
         res[name] = {**res.get(name, {}), **new} if name in ("inference", "training", "memory") else new
+        # each section keeps its own machine: re-running one section on another host must not relabel the others
         res.setdefault("section_conditions", {})[name] = {"load_average": list(os.getloadavg()),
-                                                          "threads": torch.get_num_threads()}
+                                                          "threads": torch.get_num_threads(),
+                                                          "machine": cpu_description(), "device": str(device)}
         json_path.write_text(json.dumps(res, indent=1))  # after each section: a crash keeps earlier parts
     text = render_markdown(args.out)
     plot_losses(res, args.out / "speed_loss_curves.png")
