@@ -37,6 +37,8 @@ from robustdepth.bench.protocol import (
     TEACHER,
     evaluate_run,
     method_row,
+    protocol_flag,
+    protocol_label,
     row_dir,
     run_row,
     runs_root_for,
@@ -155,11 +157,12 @@ def main() -> int:
     checkpoints = {key: run_row(protocol, key, runs, done)[0] for key in keys}
     timing = {key: read_timing(row_dir(runs, key)) for key in keys}
     rows = {key: method_row(evaluate_run(protocol, path), done[key][1]) for key, path in checkpoints.items()}
-    results = {"quick": args.quick, "rows": rows, "timing": timing, "protocol": str(args.protocol),
+    results = {"quick": args.quick, "rows": rows, "timing": timing, "protocol": protocol_label(args.protocol, REPO),
                "runs_root": str(runs), "checkpoints": {k: str(v) for k, v in checkpoints.items()},
                "protocol_summary": protocol.summary(), "seed_noise": seed_noise_rows(rows),
                "distill_resolution": "native"}
     command = ("python benchmarks/distillation.py" + (" --quick" if args.quick else "")
+               + protocol_flag(args.protocol, REPO)
                + (f" --rows {args.rows}" if args.rows else ""))
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))

@@ -43,6 +43,8 @@ from robustdepth.bench.protocol import (
     evaluate_run,
     felzenszwalb_mask_cache,
     method_row,
+    protocol_flag,
+    protocol_label,
     row_config,
     row_inputs,
     rows_to_markdown,
@@ -336,10 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: adverse AbsRel {rows[name]['adverse_mean']['abs_rel']:.4f}", flush=True)
 
     stem = "rosam_quick" if args.quick else "rosam"
-    protocol_path = Path(args.protocol).resolve()
-    result = {"quick": args.quick, "command": "python benchmarks/rosam.py" + (" --quick" if args.quick else ""),
-              "protocol": str(protocol_path.relative_to(REPO)) if protocol_path.is_relative_to(REPO)
-              else args.protocol, "protocol_summary": protocol.summary(), "runs_root": str(runs),
+    command = ("python benchmarks/rosam.py" + (" --quick" if args.quick else "")
+               + protocol_flag(args.protocol, REPO)
+               + (f" --rows {args.rows}" if args.rows else ""))
+    result = {"quick": args.quick, "command": command,
+              "protocol": protocol_label(args.protocol, REPO), "protocol_summary": protocol.summary(),
+              "runs_root": str(runs),
               "seed": protocol.seed, "student_steps": protocol.student_steps,
               "batch_size": protocol.student_batch_size, "lr": protocol.student_lr, "world": protocol.world_preset,
               "chain": {k: str(v) for k, v in chain.items()}, "rows": rows,

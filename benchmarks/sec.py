@@ -53,6 +53,8 @@ from robustdepth.bench.protocol import (
     BenchProtocol,
     evaluate_run,
     method_row,
+    protocol_flag,
+    protocol_label,
     row_dir,
     run_row,
     runs_root_for,
@@ -204,8 +206,9 @@ def refresh_cell(stats: dict[str, Any] | None) -> str:
 def format_markdown(result: dict[str, Any]) -> str:
     rows = result["rows"]
     conditions = [c for c in ("clear", *ADVERSE) if any(c in row["metrics"] for row in rows.values())]
-    lines = [f"# SEC-Depth on the world ({'quick smoke run' if result['quick'] else 'benchmarks/protocol.yaml'})",
-             "", f"Command: `{result['command']}`", "",
+    source = "quick smoke run" if result["quick"] else result.get("protocol_file", "benchmarks/protocol.yaml")
+    lines = [f"# SEC-Depth on the world ({source})",
+             "", f"Command: `{result['command']}`", "", f"Protocol: {result['protocol']}.", "",
              f"Teacher: `{result['teacher']}`; students: {result['student_steps']} steps, batch "
              f"{result['batch_size']}, seed {result['seed']} (rows `…_seed43`: seed 43); queue warm-up / T_u: "
              f"{result['queue_schedule']}. Runs: `{result['runs_root']}/<key>` (shared with the other tables). "
@@ -416,11 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     pairs = seed_pairs(rows)
     candidates = list(pairs.values()) + ([md4all_noise["adverse_abs_rel"]] if md4all_noise else [])
     noise = max(candidates) if candidates else None
-    command = "python benchmarks/sec.py" + (" --quick" if args.quick else "") + (
+    command = "python benchmarks/sec.py" + (" --quick" if args.quick else "") + protocol_flag(args.protocol, REPO) + (
         f" --rows {','.join(sorted(train_only))}" if train_only is not None else "")
     result = {
         "quick": args.quick, "command": command,
-        "protocol": protocol.summary(), "runs_root": str(runs), "teacher": str(teacher), "seed": protocol.seed,
+        "protocol": protocol.summary(), "protocol_file": protocol_label(args.protocol, REPO),
+        "runs_root": str(runs), "teacher": str(teacher), "seed": protocol.seed,
         "student_steps": protocol.student_steps, "batch_size": protocol.student_batch_size,
         "queue_schedule": f"{warmup} / {refresh} steps", "rows": rows,
         "comparisons": comparisons(rows, noise), "seed_noise": md4all_noise, "seed_pairs": pairs, "noise": noise,

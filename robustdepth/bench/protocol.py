@@ -147,6 +147,21 @@ class BenchProtocol:
                 f"{self.eval_split} split, {self.eval_protocol} protocol (median scaling)")
 
 
+DEFAULT_PROTOCOL_FILE = "benchmarks/protocol.yaml"
+
+
+def protocol_label(path: str | Path, repo: Path) -> str:
+    """A protocol file as tables and commands name it: relative to the repository ``repo`` when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(repo.resolve())) if path.is_relative_to(repo.resolve()) else str(path)
+
+
+def protocol_flag(path: str | Path, repo: Path) -> str:
+    """`` --protocol FILE`` for a table's recorded command, or "" for the default protocol file."""
+    label = protocol_label(path, repo)
+    return "" if label == DEFAULT_PROTOCOL_FILE else f" --protocol {label}"
+
+
 def quick_protocol(protocol: BenchProtocol) -> BenchProtocol:
     """The smoke-sized copy every table's ``--quick`` uses: the tiny world, a few steps, small batches."""
     return replace(protocol.scaled(0.01, world_preset="tiny"), teacher_steps=6, student_steps=3,
