@@ -44,7 +44,7 @@ from robustdepth.bench.protocol import (
     runs_root_for,
     table_protocol,
 )
-from robustdepth.training.runs import read_timing
+from robustdepth.training.stages import read_timing
 
 REPO = Path(__file__).resolve().parent.parent
 CONDITIONS = ("clear", *ADVERSE)

@@ -42,7 +42,7 @@ from robustdepth.data import build_items
 from robustdepth.evaluation import get_protocol
 from robustdepth.evaluation.pose import constant_motion, snippet_ates
 from robustdepth.training.checkpoint import load_checkpoint
-from robustdepth.training.runs import ensure_recipe_run
+from robustdepth.training.stages import ensure_recipe_run
 
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"

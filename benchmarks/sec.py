@@ -27,10 +27,10 @@ the seed-mean of sec_positive_only, compared with the seed noise measured on the
 
 ``--teacher CKPT`` imposes another teacher (rows trained from the cached one are then refused, naming the
 differing key: use another ``--runs``). Every run is resumable: a finished run is reused, an interrupted
-one continues bit-exactly (robustdepth.training.runs.ensure_run). A stored row whose queue was recorded by
+one continues bit-exactly (robustdepth.training.stages.ensure_run). A stored row whose queue was recorded by
 the previous queue version (no age record: the literal trigger) is refused, naming the folder to delete.
 
-The queue schedule is scaled to the short budget by the registry (robustdepth.training.runs.queue_schedule:
+The queue schedule is scaled to the short budget by the registry (robustdepth.training.stages.queue_schedule:
 warm-up and T_u are 10 % of the student steps). s/step is wall time of a run's training call (set-up included)
 divided by its steps; the machine may be shared, so the load average is recorded with it.
 """
@@ -63,7 +63,7 @@ from robustdepth.bench.protocol import (
 )
 from robustdepth.config import load_config, to_dict
 from robustdepth.inference import DepthModel
-from robustdepth.training.runs import finished_checkpoint, queue_schedule, read_timing
+from robustdepth.training.stages import finished_checkpoint, queue_schedule, read_timing
 
 REPO = Path(__file__).resolve().parents[1]
 # table row name → registry key

@@ -86,7 +86,7 @@ def ensure_world(plan: DemoPlan) -> Path:
 
 def train_baseline(plan: DemoPlan, out: Path) -> Path:
     """Monodepth2 on the clear training frames (trained once; resumed when interrupted)."""
-    from robustdepth.training.runs import ensure_recipe_run
+    from robustdepth.training.stages import ensure_recipe_run
 
     return ensure_recipe_run("monodepth2", out / "monodepth2",
                              plan.overrides("monodepth2", plan.baseline_steps, plan.baseline_lr),

@@ -41,7 +41,7 @@ from robustdepth.bench.protocol import (
     train_row,
 )
 from robustdepth.training.checkpoint import load_checkpoint
-from robustdepth.training.runs import RunMismatchError, queue_schedule
+from robustdepth.training.stages import RunMismatchError, queue_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 # Both heavy fixtures train: keep every test of this file on one xdist worker so they train once.
@@ -237,7 +237,7 @@ def test_seed_is_a_dimension_of_the_registry(md4all: Path, teacher: Path, protoc
 
 def test_v2_schedule_touches_students_not_the_teacher(protocol: BenchProtocol, runs: Path, teacher: Path) -> None:
     from robustdepth.data import build_dataset
-    from robustdepth.training.runs import config_differences
+    from robustdepth.training.stages import config_differences
 
     v2 = replace(protocol, version=2, student_epochs=3, student_steps=0, student_decay_every_epochs=2.25,
                  student_gamma=0.1)

@@ -100,7 +100,7 @@ def test_foreign_checkpoints_are_refused(tmp_path: Path) -> None:
 def test_more_steps_extend_a_run_other_changes_do_not() -> None:
     """Asking a finished run for more optim.max_steps continues it; fewer steps or another lr is another run."""
     from robustdepth.config import to_dict
-    from robustdepth.training.runs import config_differences
+    from robustdepth.training.stages import config_differences
 
     stored = to_dict(load_config("monodepth2", ["optim.max_steps=600"]))
     assert config_differences(stored, load_config("monodepth2", ["optim.max_steps=2400"])) == []
@@ -127,9 +127,9 @@ def test_failed_checkpoint_write_names_the_file_and_keeps_the_old_one(tmp_path: 
 
 
 def test_resolve_chain_wires_teacher_day_model_and_histogram_by_the_stated_rules(tmp_path: Path) -> None:
-    """One set of chain rules for pipeline, benchmarks and demo (robustdepth.training.runs.resolve_chain)."""
+    """One set of chain rules for pipeline, benchmarks and demo (robustdepth.training.stages.resolve_chain)."""
     from robustdepth.config import ConfigError
-    from robustdepth.training.runs import resolve_chain
+    from robustdepth.training.stages import resolve_chain
 
     teacher, root, day = tmp_path / "teacher.pt", tmp_path / "root.pt", tmp_path / "day.pt"
     asked: list[Path] = []

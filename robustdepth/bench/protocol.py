@@ -36,7 +36,7 @@ import yaml
 from omegaconf import DictConfig
 
 from robustdepth.config import ConfigError, load_config
-from robustdepth.training.runs import (
+from robustdepth.training.stages import (
     ensure_run,
     finished_checkpoint,
     queue_schedule,
@@ -417,7 +417,7 @@ def train_row(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path |
               runs_root: Path = RUNS_ROOT, steps: int | None = None,
               batch_size: int | None = None, run_dir: Path | None = None) -> tuple[Path, float | None]:
     """Train, resume or reuse the run ``runs_root/<key>`` (or ``run_dir``: a seed's folder, the shared teacher)
-    through the runs layer (:func:`robustdepth.training.runs.ensure_run`); returns (last checkpoint, seconds
+    through the runs layer (:func:`robustdepth.training.stages.ensure_run`); returns (last checkpoint, seconds
     per step). A row's seed is part of its experiment: a folder trained with another ``train.seed`` is refused.
     """
     run_dir = Path(run_dir) if run_dir is not None else row_dir(runs_root, key)

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robustdepth.config import config_from_dict, load_config, to_dict
 from robustdepth.training.checkpoint import load_checkpoint
-from robustdepth.training.runs import ensure_run, last_checkpoint, resolve_chain, root_of
+from robustdepth.training.stages import ensure_run, last_checkpoint, resolve_chain, root_of
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The one runs layer: train, resume or reuse a run folder, and resolve a student's chain.
+"""The one runs layer: train, resume or reuse a stage (one run folder), and resolve a student's chain.
 
 ``robustdepth pipeline`` (:mod:`robustdepth.training.pipeline`), every benchmark table
 (:mod:`robustdepth.bench.protocol`) and ``robustdepth demo`` go through :func:`ensure_run`, and wire a
