@@ -49,9 +49,9 @@ class DemoPlan:
     """What the demo trains and how long (``quick`` shrinks everything to a smoke test)."""
 
     # Monodepth2 on clear-day frames (also the teacher of the combined recipe). From scratch it sits on a plateau
-    # before the depth structure appears, so the demo buys updates: batch 4 at lr 2e-4 (≈ 0.53 s/step on 2 cores).
-    # Measured clear AbsRel on the small world's test split (constant-depth predictor: 0.522): 750 steps 0.743,
-    # 1000 steps 0.396, 1250 steps 0.296, 1500 steps 0.274 (night 0.435, fog 0.425: the adverse failure shows).
+    # before the depth structure appears, so the demo buys updates: batch 4 at lr 2e-4, and enough steps to leave
+    # the constant-depth predictor behind on clear frames while the adverse failure still shows (the sizing
+    # measurements: docs/results/demo_sizing.md).
     baseline_steps: int = 1500
     baseline_lr: float = 2e-4
     # The combined recipe (ACDepth + RoSAMDepth + SEC-Depth) from the baseline, at the lr the baseline ended at
