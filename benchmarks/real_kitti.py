@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import apply_overrides, load_config
 from robustdepth.data import build_items
 from robustdepth.evaluation import get_protocol
 from robustdepth.evaluation.pose import constant_motion, snippet_ates
-from robustdepth.training.checkpoint import load_checkpoint
 from robustdepth.training.stages import ensure_recipe_run
 
 REPO = Path(__file__).resolve().parents[1]

@@ -129,8 +129,8 @@ def normalisation_gap(checkpoint: Path, protocol: BenchProtocol, per_condition: 
 def queue_stats(checkpoint: Path, key: str) -> dict[str, Any] | None:
     """The latency queue's record of a finished run (refreshes by reason, forced-refresh rate per SECL step, age
     distribution of the negatives), read from its last checkpoint; None for rows without a queue."""
+    from robustdepth.checkpoint import load_checkpoint
     from robustdepth.priors.latency_queue import queue_summary
-    from robustdepth.training.checkpoint import load_checkpoint
 
     state = load_checkpoint(checkpoint).get("providers", {}).get("latency_queue", {}).get("_extra_state")
     if not state:
@@ -310,8 +310,8 @@ def refresh_probe(steps: int = 60, batch_size: int = 2, every_n_steps: int = 1, 
     margin trigger and once with the notes' literal variance trigger; per rule the refreshes by reason, the
     forced-refresh rate per SECL step and the age distribution of the negatives (from the last checkpoint)."""
     from robustdepth.bench.protocol import BenchProtocol, ensure_world, quick_protocol
+    from robustdepth.checkpoint import load_checkpoint
     from robustdepth.priors.latency_queue import queue_summary
-    from robustdepth.training.checkpoint import load_checkpoint
     from robustdepth.training.trainer import train
 
     protocol = quick_protocol(BenchProtocol.load(REPO / "benchmarks" / "protocol.yaml"))

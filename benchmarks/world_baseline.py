@@ -16,10 +16,10 @@ import json
 from pathlib import Path
 
 from robustdepth.bench.protocol import ADVERSE, BenchProtocol, evaluate_run, teacher_checkpoint
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import load_config
 from robustdepth.evaluation import get_protocol
 from robustdepth.evaluation.runner import constant_median_baseline
-from robustdepth.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from robustdepth._version import __version__
 
 if TYPE_CHECKING:
     from robustdepth.inference import DepthModel
@@ -25,8 +25,8 @@ def load(checkpoint: Any, device: str = "auto", precision: str = "auto", pick: s
     ~1 % of fp32, AbsRel within 0.001, docs/results/speed.md). ``precision="fp32"`` reproduces a checkpoint's
     evaluation exactly (``robustdepth eval`` and the benchmarks use it). A pipeline run directory loads its
     final stage (``student/``); ``pick="best"`` loads the run's ``checkpoints/best.pt`` (``train.keep_best``)."""
+    from robustdepth.checkpoint import pick_checkpoint
     from robustdepth.inference import DepthModel
-    from robustdepth.runs import pick_checkpoint
 
     path = pick_checkpoint(checkpoint, pick) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
     return DepthModel.from_checkpoint(path, device=device, precision=precision, **kwargs)

@@ -37,9 +37,9 @@ def _add_overrides(p: argparse.ArgumentParser) -> None:
 
 def _config_errors_as_one_line(build: Callable[[], Any]) -> Any:
     """Run a config-building call; a plain ValueError from a component's config is a ConfigError."""
+    from robustdepth.checkpoint import CheckpointError
     from robustdepth.config import ConfigError
     from robustdepth.data.base import DataError
-    from robustdepth.training.checkpoint import CheckpointError
 
     try:
         return build()
@@ -50,8 +50,8 @@ def _config_errors_as_one_line(build: Callable[[], Any]) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from robustdepth.checkpoint import load_checkpoint
     from robustdepth.config import apply_overrides, config_from_dict, load_config
-    from robustdepth.training.checkpoint import load_checkpoint
     from robustdepth.training.trainer import train
 
     overrides = list(args.overrides)
@@ -96,7 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise _usage_error(f"--batch-size {args.batch_size}: must be >= 1")
     if args.protocol is not None and args.protocol not in PROTOCOLS:
         raise _usage_error(f"--protocol {args.protocol!r} is not a protocol; known: {', '.join(sorted(PROTOCOLS))}")
-    from robustdepth.runs import pick_checkpoint
+    from robustdepth.checkpoint import pick_checkpoint
 
     checkpoint_file = pick_checkpoint(args.checkpoint, args.pick)
     model = DepthModel.from_checkpoint(checkpoint_file, device=args.device)
@@ -139,9 +139,9 @@ def _add_eval_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from robustdepth.checkpoint import pick_checkpoint
     from robustdepth.inference import DepthModel
     from robustdepth.outputs import parse_formats, predict_outputs
-    from robustdepth.runs import pick_checkpoint
 
     formats = parse_formats(args.format)  # before the model loads: a typo costs nothing
     model = DepthModel.from_checkpoint(pick_checkpoint(args.checkpoint, args.pick), device=args.device,
@@ -271,11 +271,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
     ``OSError`` covers missing files, permissions and a full disk (checkpoint writes name the file).
     """
+    from robustdepth.checkpoint import CheckpointError
     from robustdepth.config import ConfigError
     from robustdepth.data.base import DataError
     from robustdepth.export import ExportError
     from robustdepth.inference import InferenceError
-    from robustdepth.training.checkpoint import CheckpointError
     from robustdepth.training.rundir import RunDirError
     from robustdepth.training.trainer import TrainingDiverged
     from robustdepth.world.cli import WorldArgumentError

@@ -372,6 +372,20 @@ def validate(cfg: DictConfig) -> None:
     if cfg.optim.batch_size < 1:
         raise ConfigError(f"optim.batch_size={cfg.optim.batch_size}: must be >= 1")
     _validate_run_mechanics(cfg)
+    _validate_components(cfg)
+
+
+def _validate_components(cfg: DictConfig) -> None:
+    """Each enabled loss term's and provider's own static checks (``check_config``), at build time."""
+    from robustdepth.losses import LOSSES
+    from robustdepth.priors import PROVIDERS
+
+    for name, term in LOSSES.items():
+        if float(cfg.losses[name].weight) != 0.0:
+            term.check_config(cfg.losses[name], cfg)
+    for name, provider in PROVIDERS.items():
+        if provider.is_enabled(cfg.providers[name]):
+            provider.check_config(cfg.providers[name], cfg)
 
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")

@@ -95,7 +95,7 @@ def train_baseline(plan: DemoPlan, out: Path) -> Path:
 
 def final_lr(checkpoint: Path) -> float:
     """The learning rate a run ended at (its optimiser state), for the student that continues from it."""
-    from robustdepth.training.checkpoint import load_checkpoint
+    from robustdepth.checkpoint import load_checkpoint
 
     return float(load_checkpoint(checkpoint)["optimizer"]["param_groups"][0]["lr"])
 

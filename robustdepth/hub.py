@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from robustdepth.training.checkpoint import CheckpointError, load_checkpoint, load_weights
+from robustdepth.checkpoint import CheckpointError, load_checkpoint, load_weights
 
 __all__ = ["HUB_FORMAT", "depth_estimation", "from_pretrained", "model_card", "save_pretrained"]
 
@@ -177,9 +177,9 @@ def from_pretrained(path: str | Path, device: str = "auto", precision: str = "fp
     from safetensors.torch import load_file
 
     from robustdepth.config import config_from_dict
+    from robustdepth.devices import resolve_device
     from robustdepth.inference import DepthModel
     from robustdepth.networks import DepthNet
-    from robustdepth.training.distributed import resolve_device
 
     path = Path(path)
     config_path, weights_path = path / CONFIG_NAME, path / WEIGHTS_NAME

@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from robustdepth.checkpoint import CheckpointError, load_checkpoint, load_weights
 from robustdepth.config import config_from_dict
 from robustdepth.data.base import DataError, read_rgb, to_rgb
 from robustdepth.data.folder import IMAGE_SUFFIXES
+from robustdepth.devices import resolve_device
 from robustdepth.evaluation import post_process_disparity
 from robustdepth.networks import DepthNet, disp_to_depth
-from robustdepth.training.checkpoint import CheckpointError, load_checkpoint, load_weights
-from robustdepth.training.distributed import resolve_device
 from robustdepth.visualize import colorize_disparity
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")

@@ -369,12 +369,12 @@ def test_world_training_batches_carry_gt_to_the_oracle_prior(tmp_path) -> None:
     from torch.utils.data import default_collate
 
     from robustdepth import world
+    from robustdepth.checkpoint import save_checkpoint
     from robustdepth.config import load_config, to_dict
     from robustdepth.data import build_dataset
     from robustdepth.networks import DepthNet
     from robustdepth.priors.depth_prior import DepthPrior
     from robustdepth.priors.teacher import Teacher
-    from robustdepth.training.checkpoint import save_checkpoint
     from robustdepth.training.context import StepContext
 
     root = world.generate("tiny", 0, tmp_path / "world", progress=False)

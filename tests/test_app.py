@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 
 from robustdepth.app import condition_grid, degrade_frame, depth_downloads, load_models, to_rgb_array
+from robustdepth.checkpoint import save_checkpoint
 from robustdepth.config import load_config, to_dict
 from robustdepth.networks import DepthNet
-from robustdepth.training.checkpoint import save_checkpoint
 
 H, W = 64, 96
 

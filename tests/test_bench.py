@@ -40,7 +40,7 @@ from robustdepth.bench.protocol import (
     teacher_root,
     train_row,
 )
-from robustdepth.training.checkpoint import load_checkpoint
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.training.stages import RunMismatchError, queue_schedule
 
 REPO = Path(__file__).resolve().parents[1]

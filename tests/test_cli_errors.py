@@ -21,10 +21,10 @@ import pytest
 import torch
 from PIL import Image
 
+from robustdepth.checkpoint import save_checkpoint
 from robustdepth.cli import main
 from robustdepth.config import load_config, to_dict
 from robustdepth.networks import DepthNet
-from robustdepth.training.checkpoint import save_checkpoint
 from robustdepth.training.rundir import RunLock
 from tests.conftest import corridor_overrides, write_corridor_sequence
 
@@ -125,6 +125,8 @@ CASES: dict[str, Case] = {
     "principal point outside the image": Case(_train("pp_out"), lambda e: ["pp_out", "cx=5000"]),
     "zero focal length": Case(_train("zero_f"), lambda e: [str(e["zero_f"] / "intrinsics.txt"), "fx=0"]),
     # overrides and run mechanics
+    "robustdepth config with a bad component value": Case(
+        _lit("config", "rosam", "providers.rosam.ore_pose=bogus"), _lit("providers.rosam.ore_pose='bogus'")),
     "optim.max_steps=-5": Case(_train("good", **{"optim.max_steps": -5}), _lit("optim.max_steps=-5")),
     "optim.lr=0": Case(_train("good", **{"optim.lr": 0}), _lit("optim.lr=0")),
     "optim.lr=nan": Case(_train("good", **{"optim.lr": "nan"}), _lit("optim.lr=nan")),

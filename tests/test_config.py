@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,31 @@ def test_every_shipped_recipe_loads_and_overlays_compose() -> None:
     assert fast.optim.fused and not load_config("acdepth").optim.fused
     assert fast.optim.lr == load_config("acdepth").optim.lr  # the overlay merges into optim, it does not replace it
     assert fast.losses.sec.weight > 0 and fast.losses.ogd_rank.weight == load_config("acdepth").losses.ogd_rank.weight
+
+
+COMPONENT_ERRORS = [  # (recipe, override, the key the error names): one per component with static checks
+    ("rosam", "providers.rosam.ore_pose=bogus", "providers.rosam.ore_pose"),
+    ("rosam", "providers.masks.world_sky=bogus", "providers.masks.world_sky"),
+    ("rosam", "losses.rosam_src.scales=[7]", "losses.rosam_src.scales"),
+    ("sec_monodepth2", "losses.sec.mode=bogus", "losses.sec.mode"),
+    ("sec_monodepth2", "providers.latency_queue.trigger=bogus", "providers.latency_queue.trigger"),
+    ("md4all_dd", "losses.distill.resolution=bogus", "losses.distill.resolution"),
+    ("md4all_dd", "providers.teacher.sees=bogus", "providers.teacher.sees"),
+    ("syn2real_ra", "providers.day_model.stage=bogus", "providers.day_model.stage"),
+    ("acdepth", "providers.depth_prior.source=bogus", "providers.depth_prior.source"),
+    ("acdepth", "providers.depth_prior.source=oracle", "data.load_depth_gt"),
+]
+
+
+@pytest.mark.parametrize(("recipe", "override", "key"), COMPONENT_ERRORS)
+def test_component_config_errors_are_raised_when_the_config_is_built(recipe: str, override: str, key: str) -> None:
+    """A bad value of an enabled loss term or provider is a ConfigError from load_config itself (so
+    ``robustdepth config`` and every loader reject it before any work), naming the key."""
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(recipe, [override])
+
+
+def test_a_disabled_components_section_is_not_checked() -> None:
+    """Only enabled components are checked: a recipe without RoSAMDepth does not care about its keys."""
+    cfg = load_config("monodepth2", ["providers.rosam.ore_pose=bogus", "losses.sec.mode=bogus"])
+    assert cfg.providers.rosam.ore_pose == "bogus"

@@ -98,3 +98,26 @@ def test_intrinsics_shapes() -> None:
         parse_intrinsics([1, 2, 3, 4, 5], "test")
     with pytest.raises(DataError, match=r"do not look like a pinhole K"):
         parse_intrinsics([[1, 0, 0], [0, 1, 0], [0, 0, 2]], "test")
+
+
+def test_sample_hooks_run_by_stage_whatever_their_registration_order() -> None:
+    """A normalisation hook registered before a view hook still runs after it (data.HOOK_* stages)."""
+    from robustdepth import data as data_pkg
+
+    order: list[str] = []
+
+    def factory(name: str):
+        return lambda cfg, split, train: (lambda item, sample, gen, flipped, augment: order.append(name))
+
+    saved = list(data_pkg.SAMPLE_HOOKS)
+    try:
+        data_pkg.SAMPLE_HOOKS.clear()
+        data_pkg.register_sample_hook(stage=data_pkg.HOOK_NORMALISE)(factory("normalise"))
+        data_pkg.register_sample_hook(stage=data_pkg.HOOK_ANNOTATIONS)(factory("masks"))
+        data_pkg.register_sample_hook(factory("view_a"))
+        data_pkg.register_sample_hook(stage=data_pkg.HOOK_VIEWS)(factory("view_b"))
+        for f in data_pkg.ordered_hook_factories():
+            f(None, "train", True)(None, {}, None, False, None)
+    finally:
+        data_pkg.SAMPLE_HOOKS[:] = saved
+    assert order == ["view_a", "view_b", "masks", "normalise"]

@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from robustdepth.checkpoint import FORMAT, code_version
 from robustdepth.cli import main
 from robustdepth.config import apply_overrides, load_config, to_dict
 from robustdepth.data import build_dataset
@@ -27,7 +28,6 @@ from robustdepth.evaluation import get_protocol, write_results
 from robustdepth.evaluation.runner import evaluate_model
 from robustdepth.inference import DepthModel
 from robustdepth.networks import DepthNet
-from robustdepth.training.checkpoint import FORMAT, code_version
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
 SPLITS = REAL / "splits_monodepth2" / "splits"

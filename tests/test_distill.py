@@ -11,14 +11,9 @@ from torch import nn
 
 from robustdepth.config import load_config
 from robustdepth.losses.distill import DistillLoss, relative_l1
-from robustdepth.losses.syn2real import (
-    Syn2RealKLLoss,
-    consistency_weight,
-    histogram_kl,
-    normalise_histogram,
-    soft_histogram,
-)
+from robustdepth.losses.syn2real import Syn2RealKLLoss, consistency_weight, histogram_kl
 from robustdepth.networks import DepthOutput
+from robustdepth.priors.histogram import normalise_histogram, soft_histogram
 from robustdepth.priors.teacher import TeacherPrediction
 from robustdepth.training.context import StepContext, StepState
 

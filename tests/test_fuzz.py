@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from robustdepth.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from robustdepth.data.base import DataError, parse_intrinsics, read_depth, read_rgb
-from robustdepth.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 # Derandomised (the same examples every run: no flaky suite); FUZZ_EXAMPLES=1000 for a longer hunt.
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "40")), deadline=None, derandomize=True,

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
+from robustdepth.checkpoint import CheckpointError, save_checkpoint
 from robustdepth.cli import main
 from robustdepth.config import load_config, to_dict
 from robustdepth.hub import depth_estimation, from_pretrained, save_pretrained
 from robustdepth.inference import DepthModel
 from robustdepth.networks import DepthNet
-from robustdepth.training.checkpoint import CheckpointError, save_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 H, W = 64, 96

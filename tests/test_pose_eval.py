@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from robustdepth.checkpoint import FORMAT, code_version
 from robustdepth.cli import main
 from robustdepth.config import load_config, to_dict
 from robustdepth.data.kitti_odometry import read_poses
@@ -25,7 +26,6 @@ from robustdepth.evaluation.pose import (
 )
 from robustdepth.evaluation.pose_cli import evaluate_pose_checkpoint
 from robustdepth.networks import DepthNet, PoseNet
-from robustdepth.training.checkpoint import FORMAT, code_version
 from tests.test_kitti_odometry import ODOM, needs_odometry
 
 

@@ -15,18 +15,18 @@ import pytest
 import torch
 from PIL import Image
 
-from robustdepth.cli import main
-from robustdepth.config import load_config, to_dict
-from robustdepth.data.base import DataError, parse_intrinsics, read_rgb, unwrap_worker_error
-from robustdepth.inference import DepthModel, InferenceError, image_to_tensor, predict_to_folder
-from robustdepth.networks import DepthNet
-from robustdepth.training.checkpoint import (
+from robustdepth.checkpoint import (
     CheckpointError,
     load_checkpoint,
     max_abs_weight,
     remove_stale_temp_files,
     save_checkpoint,
 )
+from robustdepth.cli import main
+from robustdepth.config import load_config, to_dict
+from robustdepth.data.base import DataError, parse_intrinsics, read_rgb, unwrap_worker_error
+from robustdepth.inference import DepthModel, InferenceError, image_to_tensor, predict_to_folder
+from robustdepth.networks import DepthNet
 from robustdepth.training.rundir import RunDirError
 from robustdepth.training.sampler import EpochSampler
 from robustdepth.training.trainer import SANE_WEIGHT_GROWTH, Trainer, train
@@ -206,7 +206,7 @@ def test_disk_full_on_save_is_one_line_naming_the_file(corridor: Path, tmp_path:
     def full_disk(*args: object, **kwargs: object) -> None:
         raise RuntimeError("[enforce fail at inline_container.cc:778] . unexpected pos 64 vs 0")
 
-    monkeypatch.setattr("robustdepth.training.checkpoint.torch.save", full_disk)
+    monkeypatch.setattr("robustdepth.checkpoint.torch.save", full_disk)
     code = main(["train", "monodepth2", *corridor_overrides(corridor, **{"optim.max_steps": 1}),
                  "--run-dir", str(tmp_path / "run")])
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustdepth.training.checkpoint import load_checkpoint
+from robustdepth.checkpoint import load_checkpoint
 from tests.conftest import REPO, corridor_overrides
 
 TIMEOUT_S = 300

@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
 
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import ConfigError, load_config
 from robustdepth.losses.sec import (
     SECLoss,
@@ -27,7 +28,6 @@ from robustdepth.losses.sec import (
 )
 from robustdepth.networks import DepthNet
 from robustdepth.priors.latency_queue import LatencyQueue, Observation, SpreadStat, queue_summary, spread_statistic
-from robustdepth.training.checkpoint import load_checkpoint
 from robustdepth.training.context import StepContext, StepState, TrainModels
 from robustdepth.training.trainer import Trainer, train
 from tests.conftest import corridor_overrides, run_two_processes

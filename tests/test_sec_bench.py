@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from robustdepth.bench.protocol import ROWS
+from robustdepth.checkpoint import FORMAT
 from robustdepth.config import load_config
-from robustdepth.training.checkpoint import FORMAT
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from robustdepth.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from robustdepth.config import load_config
-from robustdepth.training.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from robustdepth.training.trainer import Trainer, TrainingDiverged, train
 from tests.conftest import corridor_overrides, run_two_processes
 

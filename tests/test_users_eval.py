@@ -13,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from robustdepth.checkpoint import save_checkpoint
 from robustdepth.cli import main
 from robustdepth.config import ConfigError, load_config, to_dict
 from robustdepth.data.folder import FolderSequence
@@ -27,7 +28,6 @@ from robustdepth.evaluation.anydata import (
     results_path,
 )
 from robustdepth.networks import DepthNet
-from robustdepth.training.checkpoint import save_checkpoint
 
 HEIGHT, WIDTH = 64, 192
 

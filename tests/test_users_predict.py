@@ -1,6 +1,6 @@
 """``robustdepth predict`` outputs (npy, png16, gray, color), ``.txt`` lists, the side-by-side mp4, PLY point
 clouds, the Python API, and which checkpoint a path means (pipeline runs, ``best``)
-(robustdepth/outputs.py, robustdepth/runs.py)."""
+(robustdepth/outputs.py, robustdepth/checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 import robustdepth
+from robustdepth.checkpoint import CheckpointError, final_stage, pick_checkpoint
 from robustdepth.cli import main
 from robustdepth.data.base import DataError, read_depth
 from robustdepth.outputs import (
@@ -23,8 +24,6 @@ from robustdepth.outputs import (
     read_ply,
     write_ply,
 )
-from robustdepth.runs import final_stage, pick_checkpoint
-from robustdepth.training.checkpoint import CheckpointError
 from tests.test_users_eval import make_checkpoint
 
 

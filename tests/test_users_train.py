@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.cli import main
 from robustdepth.config import ConfigError, load_config
-from robustdepth.training.checkpoint import load_checkpoint
 from robustdepth.training.trainer import train
 from robustdepth.training.validation import (
     Validator,

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.cli import main
 from robustdepth.config import ConfigError
 from robustdepth.networks import DepthNet, PoseNet, disp_to_depth
-from robustdepth.training.checkpoint import load_checkpoint
 from robustdepth.weights import UnsafeCheckpointError, import_weights, load_lightning_checkpoint, read_layout
 
 H, W = 64, 96

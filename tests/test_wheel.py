@@ -22,7 +22,7 @@ import sys, robustdepth
 from pathlib import Path
 from robustdepth.config import load_config, to_dict
 from robustdepth.networks import DepthNet
-from robustdepth.training.checkpoint import save_checkpoint
+from robustdepth.checkpoint import save_checkpoint
 assert "site-packages" in robustdepth.__file__, robustdepth.__file__
 cfg = load_config("monodepth2", ["data.height=64", "data.width=192"])
 save_checkpoint(Path(sys.argv[1]), {"config": to_dict(cfg), "models": {"depth": DepthNet(18).state_dict()}, "step": 0})

@@ -31,6 +31,7 @@ HookFactory = Callable[[Any, str, bool], "SampleHook | None"]
 
 DATASETS: dict[str, tuple[ItemBuilder, frozenset[str]]] = {}
 SAMPLE_HOOKS: list[HookFactory] = []
+HOOK_STAGE: dict[HookFactory, int] = {}
 # Modules that register datasets / sample hooks (imported on first use: they depend on this package).
 DATASET_MODULES: tuple[str, ...] = (
     "robustdepth.data.kitti",
@@ -56,9 +57,22 @@ def register_dataset(name: str, options: Sequence[str] = ()) -> Callable[[ItemBu
     return wrap
 
 
-def register_sample_hook(factory: HookFactory) -> HookFactory:
-    SAMPLE_HOOKS.append(factory)
-    return factory
+#: Hook stages, applied in this order whatever the import order of the modules that register them:
+HOOK_VIEWS = 0  # add or replace image views (the degradation supply, WeatherKITTI's copies)
+HOOK_ANNOTATIONS = 1  # per-frame annotations of the views (object masks)
+HOOK_NORMALISE = 2  # input normalisation of every view that exists (md4all's daytime normalisation)
+
+
+def register_sample_hook(factory: HookFactory | None = None, *, stage: int = HOOK_VIEWS) -> Any:
+    """Register a sample-hook factory, as ``@register_sample_hook`` or ``@register_sample_hook(stage=...)``;
+    hooks run by ``stage`` (:data:`HOOK_VIEWS` < :data:`HOOK_ANNOTATIONS` < :data:`HOOK_NORMALISE`), then in
+    registration order."""
+    def add(fn: HookFactory) -> HookFactory:
+        SAMPLE_HOOKS.append(fn)
+        HOOK_STAGE[fn] = stage
+        return fn
+
+    return add(factory) if factory is not None else add
 
 
 def _check_options(name: str, options: dict[str, Any], valid: frozenset[str]) -> None:
@@ -90,6 +104,11 @@ def _world_items(data: Any, split: str, train: bool, frame_ids: Sequence[int]) -
     return items
 
 
+def ordered_hook_factories() -> list[HookFactory]:
+    """The registered sample-hook factories in the order their hooks run: by stage, then registration order."""
+    return sorted(SAMPLE_HOOKS, key=lambda f: HOOK_STAGE.get(f, HOOK_VIEWS))
+
+
 def augment_settings(augment: Any) -> AugmentSettings:
     return AugmentSettings(**{k: float(augment[k]) for k in AugmentSettings.__dataclass_fields__})
 
@@ -108,7 +127,7 @@ def build_items(cfg: Any, split: str, train: bool) -> list[FrameItem]:
 def build_dataset(cfg: Any, split: str, train: bool) -> FrameDataset:
     """The training (augmented, with source frames) or evaluation (target + GT) dataset of a split."""
     items = build_items(cfg, split, train)
-    hooks = [h for h in (factory(cfg, split, train) for factory in SAMPLE_HOOKS) if h is not None]
+    hooks = [h for h in (factory(cfg, split, train) for factory in ordered_hook_factories()) if h is not None]
     return FrameDataset(
         items,
         height=cfg.data.height,
@@ -123,6 +142,9 @@ def build_dataset(cfg: Any, split: str, train: bool) -> FrameDataset:
 
 __all__ = [
     "DATASETS",
+    "HOOK_ANNOTATIONS",
+    "HOOK_NORMALISE",
+    "HOOK_VIEWS",
     "SAMPLE_HOOKS",
     "AugmentSettings",
     "DataError",
@@ -133,6 +155,7 @@ __all__ = [
     "WorldSequence",
     "build_dataset",
     "build_items",
+    "ordered_hook_factories",
     "items_with_neighbours",
     "read_depth",
     "read_rgb",

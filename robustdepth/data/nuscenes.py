@@ -38,8 +38,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-import robustdepth.degrade.supply  # noqa: F401  (registers the degrade hook first: normalisation runs after it)
-from robustdepth.data import register_dataset, register_sample_hook
+from robustdepth.data import HOOK_NORMALISE, register_dataset, register_sample_hook
 from robustdepth.data.base import DataError, FrameItem, FrameSequence
 
 TABLES = ("scene", "sample", "sample_data", "calibrated_sensor", "sensor", "ego_pose")
@@ -403,7 +402,7 @@ class DaytimeNormHook:
             sample["degraded_input"] = daytime_remap(sample["degraded"], d_mean, d_std)
 
 
-@register_sample_hook
+@register_sample_hook(stage=HOOK_NORMALISE)  # after every view exists (the degraded one included)
 def daytime_norm_factory(cfg: Any, split: str, train: bool) -> DaytimeNormHook | None:
     """Active with ``data.options.daytime_norm=true`` on nuscenes / robotcar."""
     if cfg.data.dataset not in DAYTIME_NORM or not cfg.data.options.get("daytime_norm", False):

@@ -34,8 +34,8 @@ def pose_dataset(cfg: Any, split: str) -> Any:
 
 def load_pose_net(ckpt: dict[str, Any], source: Any, cfg: Any) -> torch.nn.Module:
     """The checkpoint's pose network (a one-line error when the run trained none)."""
+    from robustdepth.checkpoint import CheckpointError, load_weights
     from robustdepth.networks import PoseNet
-    from robustdepth.training.checkpoint import CheckpointError, load_weights
 
     if "pose" not in ckpt["models"]:
         raise CheckpointError(f"checkpoint {source} has no pose network (its recipe trained none): "
@@ -49,9 +49,9 @@ def evaluate_pose_checkpoint(checkpoint: Any, overrides: list[str] | None = None
                              track_length: int = TRACK_LENGTH, device: str = "auto",
                              batch_size: int = 8) -> PoseResult:
     """Predict T_{i→i+1} for every consecutive pair and score 5-frame snippets against the GT poses."""
+    from robustdepth.checkpoint import load_checkpoint
     from robustdepth.config import apply_overrides, config_from_dict
-    from robustdepth.training.checkpoint import load_checkpoint
-    from robustdepth.training.distributed import resolve_device
+    from robustdepth.devices import resolve_device
 
     ckpt = load_checkpoint(checkpoint)
     cfg = apply_overrides(config_from_dict(ckpt["config"], strict=False), list(overrides or []))

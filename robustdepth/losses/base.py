@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from robustdepth.config import ConfigError
+
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext
 
@@ -42,8 +44,16 @@ class LossTerm(nn.Module):
 
     def __init__(self, cfg: Any, root_cfg: Any) -> None:
         super().__init__()
+        type(self).check_config(cfg, root_cfg)
         self.cfg = cfg
         self.root_cfg = root_cfg
+
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
+        """Static checks of this component's section ``cfg`` (allowed values, ranges, sections it needs),
+        raising :class:`~robustdepth.config.ConfigError` naming the key. They run when a config is built
+        (``robustdepth.config.validate``: ``robustdepth config`` and every loader reject a bad value before any
+        work) and again at construction; checks that need files or data belong in ``__init__``."""
 
     def weight(self, ctx: StepContext) -> float:
         """The weight at this step (terms with ramps override this)."""
@@ -76,7 +86,7 @@ class LossSet(nn.Module):
             for name, cls in LOSSES.items() if float(root_cfg.losses[name].weight) != 0.0
         })
         if not self.terms:
-            raise ValueError("every loss weight is 0: the recipe trains nothing (set losses.<term>.weight)")
+            raise ConfigError("every loss weight is 0: the recipe trains nothing (set losses.<term>.weight)")
 
     @property
     def needs_pose(self) -> bool:

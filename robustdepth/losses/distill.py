@@ -65,10 +65,10 @@ class DistillLoss(LossTerm):
     Config = DistillConfig
     requires = ("teacher",)
 
-    def __init__(self, cfg: Any, root_cfg: Any) -> None:
-        super().__init__(cfg, root_cfg)
-        if self.cfg.resolution not in RESOLUTIONS:
-            raise ConfigError(f"losses.distill.resolution={self.cfg.resolution!r}: use one of {RESOLUTIONS}")
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
+        if cfg.resolution not in RESOLUTIONS:
+            raise ConfigError(f"losses.distill.resolution={cfg.resolution!r}: use one of {RESOLUTIONS}")
 
     def forward(self, ctx: StepContext) -> Tensor:
         teacher = ctx.provide("teacher")

@@ -432,8 +432,8 @@ class RosamPriors(Provider):
     name = "rosam"
     Config = RosamConfig
 
-    def __init__(self, cfg: Any, root_cfg: Any) -> None:
-        super().__init__(cfg, root_cfg)
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
         if cfg.ore_depth not in ORE_DEPTHS:
             raise ConfigError(f"providers.rosam.ore_depth={cfg.ore_depth!r}: use one of {ORE_DEPTHS}")
         if cfg.ore_pose not in ORE_POSES:
@@ -560,8 +560,8 @@ class RosamSrcLoss(LossTerm):
     Config = RosamSrcConfig
     requires = ("masks",)
 
-    def __init__(self, cfg: Any, root_cfg: Any) -> None:
-        super().__init__(cfg, root_cfg)
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
         model_scales = list(root_cfg.model.scales)
         bad = [s for s in cfg.scales if s not in model_scales]
         if bad:

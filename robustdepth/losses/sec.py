@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -54,7 +54,7 @@ RAMPS = ("exp", "linear", "constant")
 
 
 # -- encoding and divergence (pure functions) ---------------------------------------------------------
-def bin_centres(num_bins: int, device: torch.device | None = None) -> Tensor:
+def unit_bin_centres(num_bins: int, device: torch.device | None = None) -> Tensor:
     """c_n = (n − ½)/N, n = 1..N: the centres of N equal intervals of [0, 1]."""
     return (torch.arange(num_bins, device=device, dtype=torch.float32) + 0.5) / num_bins
 
@@ -68,7 +68,7 @@ def soft_bins(x: Tensor, num_bins: int = 64, bandwidth: float | None = None) -> 
     if num_bins < 2:
         raise ValueError(f"soft_bins needs at least 2 bins, got {num_bins}")
     h = 1.0 / num_bins if bandwidth is None or bandwidth <= 0 else float(bandwidth)
-    centres = bin_centres(num_bins, x.device)
+    centres = unit_bin_centres(num_bins, x.device)
     logits = -((x.float().unsqueeze(-1) - centres) ** 2) / (2 * h * h)
     return torch.softmax(logits, dim=-1)
 
@@ -207,8 +207,8 @@ class SECLoss(LossTerm):
     Config = SECConfig
     requires = ("latency_queue",)
 
-    def __init__(self, cfg: SECConfig, root_cfg: object) -> None:
-        super().__init__(cfg, root_cfg)
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
         checks = {"mode": (cfg.mode, MODES), "ramp": (cfg.ramp, RAMPS),
                   "without_queue": (cfg.without_queue, ("positive_only", "off")),
                   "positive_view": (cfg.positive_view, ("clean", "clean_aug")),
@@ -218,6 +218,9 @@ class SECLoss(LossTerm):
                 raise ConfigError(f"losses.sec.{key}={value!r}: use one of {allowed}")
         if cfg.num_bins < 2:
             raise ConfigError(f"losses.sec.num_bins={cfg.num_bins}: need at least 2 bins")
+
+    def __init__(self, cfg: SECConfig, root_cfg: object) -> None:
+        super().__init__(cfg, root_cfg)
         if not cfg.negative:
             self.requires = ()  # the positive-only control runs without a queue
 

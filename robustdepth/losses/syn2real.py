@@ -28,12 +28,10 @@ from torch import Tensor
 from robustdepth.config import ConfigError
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 from robustdepth.losses.distill import relative_l1
+from robustdepth.priors.histogram import HISTOGRAM_FORMAT, normalise_histogram, soft_histogram
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext
-
-HISTOGRAM_FORMAT = "robustdepth-depth-histogram/1"
-
 
 def consistency_weight(d_syn: Tensor, d_day: Tensor, beta: float = 1.0, eps: float = 1.0) -> Tensor:
     """W_cst = exp(−β |d_syn − d_day| / d_syn) + ε per pixel, without gradient (a weight, not a target)."""
@@ -41,36 +39,6 @@ def consistency_weight(d_syn: Tensor, d_day: Tensor, beta: float = 1.0, eps: flo
         raise ValueError(f"consistency_weight: d_syn {tuple(d_syn.shape)} and d_day {tuple(d_day.shape)} differ")
     with torch.no_grad():
         return torch.exp(-beta * (d_syn - d_day).abs() / d_syn) + eps
-
-
-def bin_centres(bins: int, lo: float, hi: float) -> Tensor:
-    """Syn2Real's bin centres μ_n = linspace(lo, hi, N) (width L = (hi − lo)/(N − 1))."""
-    if bins < 2 or not 0 <= lo < hi:
-        raise ConfigError(f"histogram needs bins >= 2 and 0 <= lo < hi, got bins={bins}, range=({lo}, {hi})")
-    return torch.linspace(lo, hi, bins)
-
-
-def soft_histogram(depth: Tensor, bins: int, lo: float, hi: float, chunk: int = 16384) -> Tensor:
-    """Differentiable depth histogram h_n = Σ_p [sig((D_p − (μ_n − L/2))/(L/2)) − sig((D_p − (μ_n + L/2))/(L/2))].
-
-    Vectorised over bins (the official loop over 257 bins is slow); pixels are processed in chunks so
-    memory stays at chunk × bins. Returns the un-normalised counts (N,).
-    """
-    centres = bin_centres(bins, lo, hi).to(depth)
-    half = (hi - lo) / (bins - 1) / 2
-    values = depth.reshape(-1)
-    counts = torch.zeros(bins, device=depth.device, dtype=depth.dtype)
-    for start in range(0, values.numel(), chunk):
-        d = values[start:start + chunk, None]
-        counts = counts + (torch.sigmoid((d - (centres - half)) / half)
-                           - torch.sigmoid((d - (centres + half)) / half)).sum(0)
-    return counts
-
-
-def normalise_histogram(counts: Tensor, eps: float = 1e-7) -> Tensor:
-    """P = (h + ε) / Σ(h + ε), Syn2Real's normalisation (ε keeps log P finite)."""
-    counts = counts + eps
-    return counts / counts.sum()
 
 
 def histogram_kl(p_adv: Tensor, p_day: Tensor) -> Tensor:
@@ -157,5 +125,5 @@ class Syn2RealKLLoss(LossTerm):
         return histogram_kl(p_adv, self.p_day.to(p_adv))
 
 
-__all__ = ["HISTOGRAM_FORMAT", "Syn2RealDistillLoss", "Syn2RealKLLoss", "bin_centres", "consistency_weight",
+__all__ = ["HISTOGRAM_FORMAT", "Syn2RealDistillLoss", "Syn2RealKLLoss", "consistency_weight",
            "histogram_kl", "load_histogram", "normalise_histogram", "soft_histogram"]

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
+from robustdepth.config import ConfigError
+
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext
 
@@ -32,8 +34,16 @@ class Provider(nn.Module):
 
     def __init__(self, cfg: Any, root_cfg: Any) -> None:
         super().__init__()
+        type(self).check_config(cfg, root_cfg)
         self.cfg = cfg
         self.root_cfg = root_cfg
+
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
+        """Static checks of this component's section ``cfg`` (allowed values, ranges, sections it needs),
+        raising :class:`~robustdepth.config.ConfigError` naming the key. They run when a config is built
+        (``robustdepth.config.validate``: ``robustdepth config`` and every loader reject a bad value before any
+        work) and again at construction; checks that need files or data belong in ``__init__``."""
 
     @classmethod
     def is_enabled(cls, cfg: Any) -> bool:
@@ -73,9 +83,9 @@ class ProviderSet(nn.Module):
         """Fail at start-up, not mid-run, when an enabled loss needs a provider that is off."""
         missing = {p: terms for p, terms in required.items() if p not in self.providers}
         if missing:
-            lines = [f"provider {p!r} (needed by loss {', '.join(t)}) is not enabled: set "
-                     f"providers.{p}.* in the recipe (see 'robustdepth config --show')" for p, t in missing.items()]
-            raise ValueError("; ".join(lines))
+            lines = [f"provider {p!r} (needed by loss {', '.join(t)}) is not enabled: set providers.{p}.* in the "
+                     "recipe (every key: 'robustdepth config RECIPE')" for p, t in missing.items()]
+            raise ConfigError("; ".join(lines))
 
     def get(self, name: str, ctx: StepContext) -> Any:
         if name not in self.providers:

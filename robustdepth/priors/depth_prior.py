@@ -149,21 +149,25 @@ class DepthPrior(Provider):
     name = "depth_prior"
     Config = DepthPriorConfig
 
-    def __init__(self, cfg: Any, root_cfg: Any) -> None:
-        super().__init__(cfg, root_cfg)
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
         if cfg.source not in SOURCES:
             raise ConfigError(f"providers.depth_prior.source={cfg.source!r}: use one of {SOURCES}")
         if cfg.normalise not in NORMALISATIONS:
             raise ConfigError(f"providers.depth_prior.normalise={cfg.normalise!r}: use one of {tuple(NORMALISATIONS)}")
         if cfg.input_size and len(cfg.input_size) != 2:
             raise ConfigError(f"providers.depth_prior.input_size={list(cfg.input_size)}: give [height, width] or []")
-        self.model = load_depth_anything(cfg.path) if cfg.source == "depth_anything" else None
         if cfg.source in ORACLE_SOURCES:
             if not root_cfg.data.load_depth_gt:
                 raise ConfigError(f"providers.depth_prior.source={cfg.source} (ORACLE) needs data.load_depth_gt=true")
             if cfg.oracle_downsample < 1 or cfg.oracle_gamma <= 0 or cfg.oracle_noise < 0:
                 raise ConfigError("providers.depth_prior: oracle_downsample must be >= 1, oracle_gamma > 0, "
                                   "oracle_noise >= 0")
+
+    def __init__(self, cfg: Any, root_cfg: Any) -> None:
+        super().__init__(cfg, root_cfg)
+        self.model = load_depth_anything(cfg.path) if cfg.source == "depth_anything" else None
+        if cfg.source in ORACLE_SOURCES:
             log.warning("depth_prior: source=%s is an ORACLE built from ground-truth depth — it shows what OGD "
                         "does given a good prior, never a method result", cfg.source)
         self.eval()

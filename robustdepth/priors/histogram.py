@@ -18,17 +18,48 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader
 
-from robustdepth.config import apply_overrides
-from robustdepth.losses.syn2real import HISTOGRAM_FORMAT, normalise_histogram, soft_histogram
+from robustdepth.config import ConfigError, apply_overrides
 from robustdepth.networks import disp_to_depth
 from robustdepth.priors.teacher import load_frozen
 
+HISTOGRAM_FORMAT = "robustdepth-depth-histogram/1"
 DEFAULT_BINS = 257  # Syn2Real nuScenes (RobotCar: 101)
 DEFAULT_RANGE = (3.5, 80.0)  # Syn2Real's bin range in metres
 #: Each dataset's day-clear condition label; other datasets keep their own data.train_conditions.
 DAY_CLEAR = {"nuscenes": ["day-clear"], "robotcar": ["day"], "world": ["clear"]}
+
+
+def depth_bin_centres(bins: int, lo: float, hi: float) -> Tensor:
+    """Syn2Real's bin centres μ_n = linspace(lo, hi, N) (width L = (hi − lo)/(N − 1))."""
+    if bins < 2 or not 0 <= lo < hi:
+        raise ConfigError(f"histogram needs bins >= 2 and 0 <= lo < hi, got bins={bins}, range=({lo}, {hi})")
+    return torch.linspace(lo, hi, bins)
+
+
+def soft_histogram(depth: Tensor, bins: int, lo: float, hi: float, chunk: int = 16384) -> Tensor:
+    """Differentiable depth histogram h_n = Σ_p [sig((D_p − (μ_n − L/2))/(L/2)) − sig((D_p − (μ_n + L/2))/(L/2))].
+
+    Vectorised over bins (the official loop over 257 bins is slow); pixels are processed in chunks so
+    memory stays at chunk × bins. Returns the un-normalised counts (N,).
+    """
+    centres = depth_bin_centres(bins, lo, hi).to(depth)
+    half = (hi - lo) / (bins - 1) / 2
+    values = depth.reshape(-1)
+    counts = torch.zeros(bins, device=depth.device, dtype=depth.dtype)
+    for start in range(0, values.numel(), chunk):
+        d = values[start:start + chunk, None]
+        counts = counts + (torch.sigmoid((d - (centres - half)) / half)
+                           - torch.sigmoid((d - (centres + half)) / half)).sum(0)
+    return counts
+
+
+def normalise_histogram(counts: Tensor, eps: float = 1e-7) -> Tensor:
+    """P = (h + ε) / Σ(h + ε), Syn2Real's normalisation (ε keeps log P finite)."""
+    counts = counts + eps
+    return counts / counts.sum()
 
 
 def day_clear_overrides(cfg: Any) -> list[str]:
@@ -86,4 +117,5 @@ def compute_day_histogram(checkpoint: str | Path, out: str | Path, bins: int = D
     return out
 
 
-__all__ = ["DAY_CLEAR", "DEFAULT_BINS", "DEFAULT_RANGE", "compute_day_histogram", "day_clear_overrides"]
+__all__ = ["DAY_CLEAR", "DEFAULT_BINS", "DEFAULT_RANGE", "HISTOGRAM_FORMAT", "compute_day_histogram",
+           "day_clear_overrides", "depth_bin_centres", "normalise_histogram", "soft_histogram"]

@@ -184,8 +184,8 @@ class LatencyQueue(Provider):
     Config = LatencyQueueConfig
     stateful = True
 
-    def __init__(self, cfg: Any, root_cfg: Any) -> None:
-        super().__init__(cfg, root_cfg)
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
         checks = [(cfg.size >= 1, f"size={cfg.size}: need at least one member"),
                   (cfg.refresh_every >= 1, f"refresh_every={cfg.refresh_every}: must be >= 1"),
                   (0.0 <= cfg.omega < 1.0, f"omega={cfg.omega}: must lie in [0, 1)"),
@@ -198,6 +198,9 @@ class LatencyQueue(Provider):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(f"providers.latency_queue.{message}")
+
+    def __init__(self, cfg: Any, root_cfg: Any) -> None:
+        super().__init__(cfg, root_cfg)
         self.members: list[dict[str, Tensor]] = []
         self.refreshed_at: list[int] = []  # optimiser steps done when each member was last written
         self.versions: list[int] = []  # bumps on every write (the worker reloads only on change)

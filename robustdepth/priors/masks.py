@@ -43,7 +43,7 @@ import torch
 from PIL import Image
 
 from robustdepth.config import ConfigError
-from robustdepth.data import register_sample_hook
+from robustdepth.data import HOOK_ANNOTATIONS, register_sample_hook
 from robustdepth.data.base import DataError, FrameItem
 from robustdepth.priors.base import Provider, ProviderConfig, register_provider
 
@@ -503,7 +503,7 @@ class MaskSupply:
         sample["masks"] = labels.flip(-1) if flipped else labels
 
 
-@register_sample_hook
+@register_sample_hook(stage=HOOK_ANNOTATIONS)
 def masks_hook_factory(cfg: Any, split: str, train: bool) -> MaskSupply | None:
     """Training samples get ``"masks"`` when ``providers.masks.enabled``."""
     if not train or not cfg.providers.masks.enabled:
@@ -519,6 +519,13 @@ class Masks(Provider):
 
     name = "masks"
     Config = MasksConfig
+
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
+        if cfg.method not in METHODS:
+            raise ConfigError(f"providers.masks.method={cfg.method!r}; methods: {METHODS}")
+        if cfg.world_sky not in WORLD_SKY:
+            raise ConfigError(f"providers.masks.world_sky={cfg.world_sky!r}: use one of {WORLD_SKY}")
 
     def forward(self, ctx: StepContext) -> torch.Tensor:
         if "masks" not in ctx.batch:

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import ConfigError, config_from_dict
 from robustdepth.geometry import Pose
 from robustdepth.networks import DepthNet, DepthOutput, PoseNet, disp_to_depth, relative_pose
 from robustdepth.priors.base import Provider, ProviderConfig, register_provider
-from robustdepth.training.checkpoint import load_checkpoint
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext
@@ -128,10 +128,13 @@ class TeacherPrediction:
 class FrozenModelProvider(Provider):
     """Common body of the teacher and day-model providers."""
 
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
+        if cfg.sees not in SEES:
+            raise ConfigError(f"providers.{cls.name}.sees={cfg.sees!r}: use one of {SEES}")
+
     def __init__(self, cfg: Any, root_cfg: Any) -> None:
         super().__init__(cfg, root_cfg)
-        if cfg.sees not in SEES:
-            raise ConfigError(f"providers.{self.name}.sees={cfg.sees!r}: use one of {SEES}")
         self.checkpoint = self.resolve_checkpoint(cfg, root_cfg)
         depth, pose, frozen_cfg = load_frozen(self.checkpoint)
         self.depth_net, self.pose_net = depth, pose
@@ -186,9 +189,13 @@ class DayModel(FrozenModelProvider):
     name = "day_model"
     Config = DayModelConfig
 
-    def resolve_checkpoint(self, cfg: Any, root_cfg: Any) -> str:
+    @classmethod
+    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
+        super().check_config(cfg, root_cfg)
         if cfg.stage not in ("root", "teacher"):
             raise ConfigError(f"providers.day_model.stage={cfg.stage!r}: use root or teacher")
+
+    def resolve_checkpoint(self, cfg: Any, root_cfg: Any) -> str:
         if cfg.checkpoint:
             return str(cfg.checkpoint)
         if cfg.stage == "teacher" and root_cfg.providers.teacher.checkpoint:

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from robustdepth.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -22,16 +24,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` picks this process's GPU when there is one, else the CPU."""
-    if preference == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(preference)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={preference!r} but CUDA is not available here; use train.device=cpu")
-    return device
 
 
 def init_distributed(device_preference: str) -> tuple[DistInfo, torch.device]:

@@ -25,8 +25,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import config_from_dict, load_config, to_dict
-from robustdepth.training.checkpoint import load_checkpoint
 from robustdepth.training.stages import ensure_run, last_checkpoint, resolve_chain, root_of
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import IO
 
-from robustdepth.training.checkpoint import remove_stale_temp_files
+from robustdepth.checkpoint import remove_stale_temp_files
 
 LOCK_NAME = ".lock"
 RUN_FILES = ("config.yaml", "tensorboard", "checkpoints")  # what a trainer writes (and --overwrite removes)

@@ -31,8 +31,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from robustdepth.checkpoint import load_checkpoint, resolve_checkpoint
 from robustdepth.config import ConfigError, to_dict
-from robustdepth.training.checkpoint import load_checkpoint, resolve_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -37,13 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from robustdepth.config import ConfigError, to_dict, to_yaml
-from robustdepth.data import build_dataset
-from robustdepth.data.base import DataError, FrameCache, FrameDataset, unwrap_worker_error
-from robustdepth.losses import LossSet
-from robustdepth.networks import DepthNet, PoseNet
-from robustdepth.priors import ProviderSet
-from robustdepth.training.checkpoint import (
+from robustdepth.checkpoint import (
     CheckpointError,
     load_checkpoint,
     load_weights,
@@ -54,6 +48,12 @@ from robustdepth.training.checkpoint import (
     save_checkpoint,
     step_files,
 )
+from robustdepth.config import ConfigError, to_dict, to_yaml
+from robustdepth.data import build_dataset
+from robustdepth.data.base import DataError, FrameCache, FrameDataset, unwrap_worker_error
+from robustdepth.losses import LossSet
+from robustdepth.networks import DepthNet, PoseNet
+from robustdepth.priors import ProviderSet
 from robustdepth.training.context import StepContext, StepState, TrainModels
 from robustdepth.training.distributed import (
     DistInfo,

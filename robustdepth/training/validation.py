@@ -160,7 +160,7 @@ class Validator:
         log({**validation_scalars(summary), f"val/selection/{row}/{self.metric}": value}, step)
         if not self.keep_best or not is_better(value, self.best.value if self.best else None, self.metric):
             return None
-        from robustdepth.training.checkpoint import save_checkpoint
+        from robustdepth.checkpoint import save_checkpoint
 
         save_checkpoint(self.folder / "best.pt", payload())
         self.best = BestRecord(step, f"{row}/{self.metric}", value)

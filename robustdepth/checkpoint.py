@@ -8,6 +8,14 @@ truncated checkpoint behind; the temporary file of a writer that was killed is r
 trainer that owns the folder (:func:`remove_stale_temp_files`). A run directory whose ``last.pt`` is
 missing or torn resumes from its newest intact step file (:func:`resolve_checkpoint`).
 ``export_safetensors`` writes the depth weights alone for other tools.
+
+Which checkpoint a path names (:func:`pick_checkpoint`, :func:`final_stage`): a checkpoint file is itself; a run
+directory of ``robustdepth train`` holds ``checkpoints/last.pt`` and, with ``train.keep_best``,
+``checkpoints/best.pt`` (robustdepth.training.validation); a run directory of ``robustdepth pipeline`` holds one
+folder per stage (``teacher/``, ``student/``) and means its final stage, ``student/``.
+
+Shared infrastructure: training, inference, the frozen-model providers, evaluation and the benchmarks all read
+and write checkpoints through this module, which imports nothing else of the package.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ class CheckpointError(ValueError):
 
 def code_version() -> dict[str, str]:
     """Package version and, when run from a git checkout, the commit (for reproducibility)."""
-    from robustdepth import __version__
+    from robustdepth._version import __version__
 
     commit = ""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -115,9 +123,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     killed during its first write of it) the newest step file that is a complete file, with a warning.
     Completeness is the zip's central directory (written last by ``torch.save``), so nothing is loaded twice.
     """
-    from robustdepth.runs import final_stage  # a pipeline run directory means its final stage (student/)
-
-    path = final_stage(path)
+    path = final_stage(path)  # a pipeline run directory means its final stage (student/)
     if not path.is_dir():
         return path
     folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
@@ -260,3 +266,43 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator) -> None
     generator.set_state(state["generator"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---------------------------------------------------- which checkpoint a path names (run folders, best/last)
+
+PICKS = ("last", "best")
+# Stage folders of a pipeline run, final stage first (robustdepth.training.pipeline).
+PIPELINE_STAGES = ("student", "teacher")
+
+
+def final_stage(path: str | Path) -> Path:
+    """A pipeline run directory (stage folders, no ``checkpoints/`` of its own) → its final stage's folder;
+    any other path unchanged."""
+    path = Path(path)
+    if not path.is_dir() or (path / "checkpoints").is_dir() or (path / "last.pt").is_file():
+        return path
+    for stage in PIPELINE_STAGES:
+        if (path / stage / "checkpoints").is_dir():
+            return path / stage
+    return path
+
+
+def pick_checkpoint(path: str | Path, pick: str = "last") -> Path:
+    """The checkpoint file or run directory to load for ``path`` and ``pick`` (``last`` | ``best``).
+
+    ``last`` returns the (final-stage) run's newest intact checkpoint (``resolve_checkpoint``: ``last.pt``);
+    ``best`` returns ``RUN/checkpoints/best.pt`` and is an error when the run kept none.
+    """
+    if pick not in PICKS:
+        raise CheckpointError(f"checkpoint pick {pick!r}: use one of {PICKS}")
+    run = final_stage(path)
+    if pick == "last":
+        return resolve_checkpoint(run)
+    if run.is_file():
+        raise CheckpointError(f"{run} is a checkpoint file; 'best' needs a run directory")
+    folder = run / "checkpoints" if (run / "checkpoints").is_dir() else run
+    best = folder / "best.pt"
+    if not best.is_file():
+        raise CheckpointError(f"{run} has no best.pt: train it with train.val_every=N train.keep_best=true "
+                              "(or use the last checkpoint)")
+    return best

@@ -1,0 +1,131 @@
+"""The package's layers point one way: a module imports only its own layer and the layers below it.
+
+The layers (bottom first) are :data:`LAYERS`; docs/architecture.md draws them. Every ``import`` statement
+of ``robustdepth/`` — module-level and function-local alike, since a function-local import still runs —
+is checked; imports under ``if TYPE_CHECKING:`` never run and are exempt. The imports that still run up a
+layer are listed in :data:`KNOWN_UPWARD`, each with its reason: a new one fails the test, and so does an
+entry that no longer occurs (the list only shrinks). Run it on its own with
+``pytest tests/test_architecture.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "robustdepth"
+
+#: Bottom first. A node is a module or package; a module belongs to the longest node that prefixes it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("robustdepth._version", "robustdepth.geometry", "robustdepth.config", "robustdepth.devices"),
+    ("robustdepth.networks", "robustdepth.checkpoint", "robustdepth.visualize"),
+    ("robustdepth.data",),
+    ("robustdepth.degrade", "robustdepth.world"),
+    ("robustdepth.evaluation",),
+    ("robustdepth.training.context", "robustdepth.training.distributed"),  # the step contract
+    ("robustdepth.priors",),
+    ("robustdepth.losses",),
+    ("robustdepth.training",),
+    ("robustdepth.inference", "robustdepth.outputs", "robustdepth.weights"),
+    ("robustdepth.export", "robustdepth.quantize", "robustdepth.hub"),
+    ("robustdepth.bench", "robustdepth.demo", "robustdepth.app", "robustdepth.cli", "robustdepth.cli_lazy",
+     "robustdepth.pipeline_cli", "robustdepth"),
+)
+
+#: (importing node, imported node) → why it is still there. Remove an entry when its import goes.
+KNOWN_UPWARD: dict[tuple[str, str], str] = {
+    ("robustdepth.config", "robustdepth.losses"): "the schema is assembled from the loss registry",
+    ("robustdepth.config", "robustdepth.priors"): "the schema is assembled from the provider registry",
+    ("robustdepth.inference", "robustdepth.export"): "DepthModel.from_file also opens exported ONNX models",
+}
+
+
+def _level() -> dict[str, int]:
+    return {node: i for i, layer in enumerate(LAYERS) for node in layer}
+
+
+def _node(module: str, level: dict[str, int]) -> str | None:
+    best = None
+    for node in level:
+        if (module == node or module.startswith(node + ".")) and (best is None or len(node) > len(best)):
+            best = node
+    return best
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """ids of the import statements under ``if TYPE_CHECKING:`` (they never run)."""
+    guarded: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            guarded |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
+    return guarded
+
+
+def _imported(module: str, path: Path, stmt: ast.Import | ast.ImportFrom, modules: dict[str, Path]) -> list[str]:
+    if isinstance(stmt, ast.Import):
+        names = [alias.name for alias in stmt.names]
+    else:
+        if stmt.level:
+            base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+            base = base[: len(base) - stmt.level + 1]
+            target = ".".join(base + ([stmt.module] if stmt.module else []))
+        else:
+            target = stmt.module or ""
+        names = [target] + [f"{target}.{a.name}" for a in stmt.names if f"{target}.{a.name}" in modules]
+    out = []
+    for name in names:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        if name.startswith("robustdepth"):
+            out.append(name)
+    return out
+
+
+def upward_imports() -> Iterator[tuple[str, str, str]]:
+    """(importing node, imported node, importing module) for every import that runs up the layers."""
+    level, modules = _level(), _modules()
+    for module, path in sorted(modules.items()):
+        tree = ast.parse(path.read_text())
+        guarded = _type_checking_nodes(tree)
+        for stmt in ast.walk(tree):
+            if not isinstance(stmt, (ast.Import, ast.ImportFrom)) or id(stmt) in guarded:
+                continue
+            for target in _imported(module, path, stmt, modules):
+                a, b = _node(module, level), _node(target, level)
+                assert a is not None and b is not None, f"{module} or {target} is in no layer: add it to LAYERS"
+                if level[b] > level[a]:
+                    yield a, b, module
+
+
+def test_every_module_is_in_a_layer() -> None:
+    level = _level()
+    assert [m for m in _modules() if _node(m, level) is None] == []
+
+
+def test_no_new_import_runs_up_the_layers() -> None:
+    found: dict[tuple[str, str], set[str]] = {}
+    for a, b, module in upward_imports():
+        found.setdefault((a, b), set()).add(module)
+    new = {pair: sorted(mods) for pair, mods in found.items() if pair not in KNOWN_UPWARD}
+    assert not new, f"imports that run up the layers (move the code down, or inject it from above): {new}"
+    gone = sorted(set(KNOWN_UPWARD) - set(found))
+    assert not gone, f"KNOWN_UPWARD lists imports that no longer exist; remove them: {gone}"
+
+
+@pytest.mark.parametrize("pair", sorted(KNOWN_UPWARD))
+def test_every_known_exception_runs_upward(pair: tuple[str, str]) -> None:
+    """The ratchet's entries really point up (an entry between equal layers would hide nothing)."""
+    level = _level()
+    assert level[pair[1]] > level[pair[0]]
