@@ -309,13 +309,13 @@ def refresh_probe(steps: int = 60, batch_size: int = 2, every_n_steps: int = 1, 
     the same small sec_monodepth2 run (warm-up and T_u 10 % of the steps, as the protocol scales them) once with the
     margin trigger and once with the notes' literal variance trigger; per rule the refreshes by reason, the
     forced-refresh rate per SECL step and the age distribution of the negatives (from the last checkpoint)."""
-    from robustdepth.bench.protocol import BenchProtocol, ensure_world, quick_protocol
+    from robustdepth.bench.protocol import BenchProtocol, protocol_world, quick_protocol
     from robustdepth.checkpoint import load_checkpoint
     from robustdepth.priors.latency_queue import queue_summary
     from robustdepth.training.trainer import train
 
     protocol = quick_protocol(BenchProtocol.load(REPO / "benchmarks" / "protocol.yaml"))
-    root = ensure_world(protocol)
+    root = protocol_world(protocol)
     warmup, refresh = queue_schedule(steps)
     common = ["data.dataset=world", f"data.root={root}", f"data.height={size[0]}",
               f"data.width={size[1]}", f"optim.batch_size={batch_size}", f"optim.max_steps={steps}",

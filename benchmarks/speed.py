@@ -44,8 +44,8 @@ import torch.nn.functional as F
 
 from robustdepth.config import load_config
 from robustdepth.data.corridor import corridor_overrides, write_corridor_sequence
-from robustdepth.inference import DepthModel, _Disparity, native_bf16
-from robustdepth.networks import DepthNet
+from robustdepth.inference import DepthModel, native_bf16
+from robustdepth.networks import DepthNet, ScaleZeroDisparity
 from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +170,7 @@ def run_inference(args: argparse.Namespace, device: torch.device) -> dict[str, A
     autocast = fast_model(bf16_weights=False)  # bf16 autocast over fp32 weights (weights cast on every call)
     fast = fast_model(bf16_weights=True)       # weights stored in bf16 once: DepthModel's bf16 path
     compiled = fast_model(bf16_weights=True).compile()
-    plain = _Disparity(base)
+    plain = ScaleZeroDisparity(base)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         session = onnx_session(base, Path(tmp)) if device.type == "cpu" else None

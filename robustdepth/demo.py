@@ -75,13 +75,11 @@ class DemoPlan:
                 f"train.ckpt_every={max(50, steps // 4)}", *([f"optim.lr={lr}"] if lr else [])]
 
 
-def ensure_world(plan: DemoPlan) -> Path:
-    """The world root, generated once (deterministic; reused when present)."""
-    from robustdepth.world import generate
+def demo_world(plan: DemoPlan) -> Path:
+    """The demo's world root, rendered once (deterministic; a finished one is reused)."""
+    from robustdepth.world import ensure_world
 
-    if not (plan.world_root / "world.json").is_file():
-        generate(plan.world_preset, seed=0, out=plan.world_root, workers=2)
-    return plan.world_root
+    return ensure_world(plan.world_preset, seed=0, out=plan.world_root, workers=2)
 
 
 def train_baseline(plan: DemoPlan, out: Path) -> Path:
@@ -237,7 +235,7 @@ def run_demo(out: Path, quick: bool = False, plan: DemoPlan | None = None) -> Pa
     """The whole demo into ``out``; returns the report's path. ``plan`` overrides the default (or quick) one."""
     plan = plan or (DemoPlan.quick() if quick else DemoPlan())
     out.mkdir(parents=True, exist_ok=True)
-    ensure_world(plan)
+    demo_world(plan)
     baseline = train_baseline(plan, out)
     checkpoints = {"monodepth2": baseline, "all": train_combined(plan, baseline, out)}
     results = {name: evaluate_recipe(ckpt, plan) for name, ckpt in checkpoints.items()}

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from robustdepth.inference import DepthModel, _Disparity
-from robustdepth.networks import DepthNet
+from robustdepth.inference import DepthModel
+from robustdepth.networks import DepthNet, ScaleZeroDisparity
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 TOLERANCE = 1e-4  # max |Δ disparity| allowed between ONNX Runtime and torch (disparity is in (0, 1))
@@ -58,7 +58,7 @@ def export_onnx(net: DepthNet, out: str | Path, height: int, width: int, metadat
         raise ValueError(f"export size {height}×{width}: H and W must be multiples of 32 and >= 64")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = _Disparity(net).float().eval().to("cpu", memory_format=torch.contiguous_format)
+    model = ScaleZeroDisparity(net).float().eval().to("cpu", memory_format=torch.contiguous_format)
     example = torch.rand(2, 3, height, width)  # batch 2: a batch-1 example would pin the batch size to 1
     batch = torch.export.Dim("batch", min=1, max=1024)
     h32, w32 = torch.export.Dim("height_div_32", min=2, max=256), torch.export.Dim("width_div_32", min=2, max=256)

@@ -23,7 +23,7 @@ from robustdepth.data.base import DataError, read_rgb, to_rgb
 from robustdepth.data.folder import IMAGE_SUFFIXES
 from robustdepth.devices import resolve_device
 from robustdepth.evaluation import post_process_disparity
-from robustdepth.networks import DepthNet, disp_to_depth
+from robustdepth.networks import DepthNet, ScaleZeroDisparity, build_depth_net, disp_to_depth
 from robustdepth.visualize import colorize_disparity
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -190,7 +190,7 @@ class DepthModel:
         except ValueError as err:
             raise CheckpointError(f"checkpoint {checkpoint}: its stored config is invalid: "
                                   f"{' '.join(str(err).split())}") from None
-        net = DepthNet(cfg.model.num_layers, scales=list(cfg.model.scales))
+        net = build_depth_net(cfg.model)
         load_weights(net, ckpt["models"]["depth"], checkpoint, "depth")
         dev = resolve_device(device)
         return cls(net.to(dev).eval().requires_grad_(False), cfg.data.height, cfg.data.width,
@@ -204,7 +204,7 @@ class DepthModel:
         load new weights into ``net`` only before that, or compile a new DepthModel.
         """
         if self.compiled is None:
-            self.compiled = torch.compile(_Disparity(self.net), dynamic=False)
+            self.compiled = torch.compile(ScaleZeroDisparity(self.net), dynamic=False)
         return self
 
     def _forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -269,17 +269,6 @@ class DepthModel:
             full = F.interpolate(s[None], size=tuple(t.shape[-2:]), mode="bilinear", align_corners=False)
             out.append((1.0 / full[0, 0]).numpy().astype(np.float32))
         return out
-
-
-class _Disparity(torch.nn.Module):
-    """The scale-0 disparity of a DepthNet (one output: what inference, compile and ONNX export need)."""
-
-    def __init__(self, net: DepthNet) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image).disp[0]
 
 
 def iter_inputs(inputs: Sequence[str | Path], skipped: list[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:

@@ -14,7 +14,8 @@ from PIL import Image
 from robustdepth import export
 from robustdepth.cli import main
 from robustdepth.config import load_config
-from robustdepth.inference import DepthModel, _Disparity
+from robustdepth.inference import DepthModel
+from robustdepth.networks import ScaleZeroDisparity
 from robustdepth.training.trainer import Trainer
 from tests.conftest import corridor_overrides
 
@@ -34,7 +35,7 @@ def test_export_matches_torch_with_dynamic_shapes(exported: tuple[Path, Path], c
     ckpt, onnx_path = exported
     assert onnx_path.is_file()
     torch_model = DepthModel.from_checkpoint(ckpt, device="cpu", channels_last=False)
-    wrapped = _Disparity(torch_model.net)
+    wrapped = ScaleZeroDisparity(torch_model.net)
     # batch and size differ from the export example (2×64×192): the graph is dynamic
     report = export.check_onnx(wrapped, onnx_path, [(1, 64, 192), (4, 96, 320), (1, 128, 256)])
     assert report["max_abs_diff"] <= 1e-4

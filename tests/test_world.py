@@ -219,3 +219,23 @@ def test_road_lateral_matches_its_centre_line_and_heading():
     road = S.build_sequence(7, 4, 0.0)[0].road
     x, z = torch.randn(1000) * 10, torch.rand(1000) * 300 - 20
     assert torch.equal(road.lateral(x, z), (x - road.centre_x(z)) * torch.cos(road.heading(z)))
+
+
+def test_ensure_world_reuses_a_finished_world_and_renders_an_unfinished_one(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Demo and benchmarks share robustdepth.world.ensure_world: only world.json's ``complete`` flag (for the same
+    preset and seed) means "reuse"; an interrupted render (complete: false) or another seed renders again."""
+    import json
+
+    from robustdepth.world import writer
+
+    calls: list[tuple[str, int]] = []
+    monkeypatch.setattr(writer, "generate", lambda preset, seed, out, **kw: calls.append((preset, seed)) or out)
+    root = tmp_path / "w"
+    root.mkdir()
+    (root / "world.json").write_text(json.dumps({"preset": "tiny", "seed": 0, "complete": True}))
+    assert writer.ensure_world("tiny", 0, root) == root and calls == []
+    writer.ensure_world("tiny", 1, root)
+    (root / "world.json").write_text(json.dumps({"preset": "tiny", "seed": 0, "complete": False}))
+    writer.ensure_world("tiny", 0, root)
+    assert calls == [("tiny", 1), ("tiny", 0)]

@@ -192,7 +192,7 @@ def student_budget(protocol: BenchProtocol) -> int:
         return protocol.student_steps
     from robustdepth.data import build_items
 
-    ensure_world(protocol)
+    protocol_world(protocol)
     cfg = load_config("monodepth2", protocol.common_overrides())
     per_epoch = len(build_items(cfg, cfg.data.train_split, train=True)) // protocol.student_batch_size
     if per_epoch < 1:
@@ -214,14 +214,11 @@ def runs_root_for(protocol: BenchProtocol, given: str | Path | None) -> Path:
     return Path(given) if given else default_runs_root(protocol)
 
 
-def ensure_world(protocol: BenchProtocol) -> Path:
-    """Generate the protocol's world once (deterministic; reused when present)."""
-    from robustdepth.world import generate
+def protocol_world(protocol: BenchProtocol) -> Path:
+    """The protocol's world root, rendered once (deterministic; a finished one is reused)."""
+    from robustdepth.world import ensure_world
 
-    root = protocol.world_root
-    if not (root / "world.json").is_file() or not (root / protocol.eval_split).is_dir():
-        generate(protocol.world_preset, seed=protocol.world_seed, out=root, progress=not protocol.quick)
-    return root
+    return ensure_world(protocol.world_preset, protocol.world_seed, protocol.world_root, progress=not protocol.quick)
 
 
 # ------------------------------------------------------------------------------------------ the registry
@@ -352,7 +349,7 @@ def felzenszwalb_mask_cache(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT
     resumable; refused by write_mask_cache when ``recipe``'s mask parameters differ from the cached ones)."""
     from robustdepth.priors.masks import write_mask_cache
 
-    ensure_world(protocol)
+    protocol_world(protocol)
     cache = Path(runs_root) / "masks_felzenszwalb"
     cfg = load_config(recipe, [*protocol.common_overrides(), *extra, "providers.masks.enabled=true",
                                "providers.masks.method=felzenszwalb"])
@@ -382,7 +379,7 @@ def row_config(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path 
     row's config enables the queue; Syn2Real's KL prior is Φ_day's shared histogram; felzenszwalb mask
     providers read the shared mask cache.
     """
-    ensure_world(protocol)
+    protocol_world(protocol)
     schedule = _student_schedule(protocol) if key != TEACHER else []
     steps = steps or student_budget(protocol)
     # every row fine-tunes at the protocol's student lr; the teacher (and any row) overrides it in ``extra``

@@ -4,6 +4,8 @@ from robustdepth.networks.depth_decoder import DepthDecoder
 from robustdepth.networks.depth_net import (
     DepthNet,
     DepthOutput,
+    ScaleZeroDisparity,
+    build_depth_net,
     depth_to_disp,
     disp_to_depth,
     load_monodepth2_weights,
@@ -19,6 +21,8 @@ __all__ = [
     "PoseNet",
     "ResNet",
     "ResnetEncoder",
+    "ScaleZeroDisparity",
+    "build_depth_net",
     "depth_to_disp",
     "disp_to_depth",
     "load_imagenet_weights",

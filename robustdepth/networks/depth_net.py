@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from torch import Tensor, nn
 
@@ -12,7 +12,8 @@ from robustdepth.networks.depth_decoder import DepthDecoder
 from robustdepth.networks.pose import PoseNet
 from robustdepth.networks.resnet import ResnetEncoder, load_state_dict_checked, read_state_dict
 
-__all__ = ["DepthNet", "DepthOutput", "depth_to_disp", "disp_to_depth", "load_monodepth2_weights"]
+__all__ = ["DepthNet", "DepthOutput", "ScaleZeroDisparity", "build_depth_net", "depth_to_disp", "disp_to_depth",
+           "load_monodepth2_weights"]
 
 DEFAULT_MIN_DEPTH = 0.1
 DEFAULT_MAX_DEPTH = 100.0
@@ -50,6 +51,26 @@ class DepthNet(nn.Module):
         encoder_features = self.encoder(image)
         disp, features = self.decoder(encoder_features)
         return DepthOutput(disp=disp, features=features, encoder_features=encoder_features)
+
+
+class ScaleZeroDisparity(nn.Module):
+    """The scale-0 disparity of a :class:`DepthNet` (one output: what inference, ``torch.compile`` and ONNX
+    export need)."""
+
+    def __init__(self, net: DepthNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: Tensor) -> Tensor:
+        return self.net(image).disp[0]
+
+
+def build_depth_net(model: Any, pretrained: bool = False) -> DepthNet:
+    """The depth network a config's ``model`` section describes (encoder depth, output scales); ``pretrained``
+    loads ``model.pretrained_path``'s ImageNet encoder weights (training starts), otherwise the weights are left
+    for a checkpoint to fill (inference, frozen teachers)."""
+    return DepthNet(model.num_layers, scales=list(model.scales),
+                    pretrained_path=model.pretrained_path if pretrained else None)
 
 
 def _disp_range(min_depth: float, max_depth: float) -> tuple[float, float]:

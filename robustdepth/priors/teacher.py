@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import ConfigError, config_from_dict
 from robustdepth.geometry import Pose
-from robustdepth.networks import DepthNet, DepthOutput, PoseNet, disp_to_depth, relative_pose
+from robustdepth.networks import DepthNet, DepthOutput, PoseNet, build_depth_net, disp_to_depth, relative_pose
 from robustdepth.priors.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def load_frozen(path: str | Path) -> tuple[DepthNet, PoseNet | None, Any]:
     """(depth net, pose net or None, config) of a checkpoint, in eval mode with gradients off."""
     ckpt = load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"], strict=False)
-    depth = DepthNet(cfg.model.num_layers, scales=list(cfg.model.scales))
+    depth = build_depth_net(cfg.model)
     depth.load_state_dict(ckpt["models"]["depth"])
     pose = None
     if "pose" in ckpt["models"]:

@@ -52,7 +52,7 @@ from robustdepth.config import ConfigError, to_dict, to_yaml
 from robustdepth.data import build_dataset
 from robustdepth.data.base import DataError, FrameCache, FrameDataset, unwrap_worker_error
 from robustdepth.losses import LossSet
-from robustdepth.networks import DepthNet, PoseNet
+from robustdepth.networks import PoseNet, build_depth_net
 from robustdepth.priors import ProviderSet
 from robustdepth.training.context import StepContext, StepState, TrainModels
 from robustdepth.training.distributed import (
@@ -81,7 +81,7 @@ class TrainingDiverged(RuntimeError):
 def build_models(cfg: Any, need_pose: bool) -> TrainModels:
     """Depth (and pose) networks, from ImageNet weights or an initial checkpoint when configured."""
     m = cfg.model
-    depth = DepthNet(m.num_layers, scales=list(m.scales), pretrained_path=m.pretrained_path)
+    depth = build_depth_net(m, pretrained=True)
     pose = PoseNet(m.pose_num_layers, pretrained_path=m.pretrained_path) if need_pose else None
     models = TrainModels(depth, pose)
     if m.init_checkpoint:

@@ -185,6 +185,18 @@ def check_root(out: Path, preset: str, seed: int) -> None:
                                "into it. Use an empty or new folder.")
 
 
+def ensure_world(preset: str, seed: int, out: Path, progress: bool = True, workers: int = 1) -> Path:
+    """``out`` holding the finished world ``preset`` / ``seed``: reused when its ``world.json`` says it is
+    complete (and is that world), rendered otherwise — an interrupted render starts again, and a folder
+    holding another world raises :class:`WorldExistsError` (:func:`generate`)."""
+    marker = Path(out) / "world.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        if info.get("complete") and info.get("preset") == preset and info.get("seed") == seed:
+            return Path(out)
+    return generate(preset, seed, out, progress=progress, workers=workers)
+
+
 def generate(preset: str, seed: int, out: Path, progress: bool = True, workers: int = 1) -> Path:
     """Render the world ``preset`` with ``seed`` into ``out`` and return ``out``.
 
