@@ -338,8 +338,11 @@ class FakeNegative:
 
     def __init__(self, maps: dict[str, torch.Tensor], member: int = 1, age: int = 7) -> None:
         self.maps, self.member, self.age = maps, member, age
-        self.queue = type("Q", (), {"counts": {"periodic": 2, "forced": 1, "observed": 0}})()
+        self.counts = {"periodic": 2, "forced": 1, "observed": 0}
         self.seen: tuple | None = None
+
+    def refresh_counts(self) -> dict[str, int]:
+        return dict(self.counts)
 
     def disp(self, view: str) -> torch.Tensor:
         return self.maps[view]

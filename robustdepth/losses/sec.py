@@ -272,7 +272,7 @@ class SECLoss(LossTerm):
         alpha1 = margin_alpha1(ctx.state.progress, cfg.margin_a, cfg.margin_c, cfg.margin_decay)
         loss = secl(j_ap, j_an, alpha1, cfg.alpha2, cfg.delta, cfg.stop_grad_j_factor)
         obs = queue.observe(anchor, positive, negative, float(j_an.detach()), float(j_ap.detach()))
-        counts = queue.queue.counts
+        counts = queue.refresh_counts()
         hinge_active = float((j_an_rows.detach() < alpha1).float().mean())
         logs.update({"j_an": obs.j_an, "alpha1": alpha1, "hinge_active": hinge_active,
                      "member": float(obs.member), "negative_age": float(obs.age),

@@ -175,6 +175,10 @@ class QueueNegative:
         self.queue.observation = obs
         return obs
 
+    def refresh_counts(self) -> dict[str, int]:
+        """The queue's cumulative refreshes by reason (``periodic``, ``forced``) and observed SECL steps, a copy."""
+        return dict(self.queue.counts)
+
 
 @register_provider
 class LatencyQueue(Provider):
