@@ -367,6 +367,13 @@ def validate(cfg: DictConfig) -> None:
     if cfg.degrade.mode == "offline" and uncovered and not cfg.degrade.offline_root:
         raise ConfigError(f"degrade.mode=offline: condition(s) {uncovered} need degrade.offline_root (written by "
                           "'robustdepth degrade write') or degrade.translated_folders")
+    for i, rule in enumerate(cfg.degrade.rules):
+        if not 0.0 <= float(rule.p) <= 1.0:
+            raise ConfigError(f"degrade.rules[{i}].p={rule.p} ({rule.condition}): a probability, must lie in [0, 1]")
+        severity = list(rule.severity)
+        if len(severity) != 2 or not 0.0 <= float(severity[0]) <= float(severity[1]) <= 1.0:
+            raise ConfigError(f"degrade.rules[{i}].severity={severity} ({rule.condition}): give [lo, hi] with "
+                              "0 <= lo <= hi <= 1")
     if cfg.degrade.every_n_steps < 1:
         raise ConfigError(f"degrade.every_n_steps={cfg.degrade.every_n_steps}: must be >= 1")
     if cfg.optim.batch_size < 1:

@@ -121,3 +121,13 @@ def test_a_disabled_components_section_is_not_checked() -> None:
     """Only enabled components are checked: a recipe without RoSAMDepth does not care about its keys."""
     cfg = load_config("monodepth2", ["providers.rosam.ore_pose=bogus", "losses.sec.mode=bogus"])
     assert cfg.providers.rosam.ore_pose == "bogus"
+
+
+@pytest.mark.parametrize(("rules", "key"), [
+    ("[{condition: night, p: 1.5}]", "degrade.rules[0].p=1.5"),
+    ("[{condition: rain, p: 0.5}, {condition: fog, p: 0.5, severity: [0.8, 0.2]}]", "degrade.rules[1].severity"),
+    ("[{condition: snow, p: 0.5, severity: [0.5]}]", "degrade.rules[0].severity"),
+])
+def test_degradation_rules_are_checked_when_the_config_is_built(rules: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config("md4all_dd", [f"degrade.rules={rules}"])
