@@ -57,7 +57,7 @@ from robustdepth.bench.protocol import (
 REPO = Path(__file__).resolve().parents[1]
 # Registry keys of the table's rows (felzenszwalb rows read the shared cache; rosam_world_masks the world's ids
 # with the sky as a region, the same full coverage as felzenszwalb)
-ROWS = ("syn2real_ra", "rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",
+TABLE_ROWS = ("syn2real_ra", "rosam_ore", "rosam_src", "rosam_arom", "rosam_arom_rgl", "rosam_arom_rgl_ore", "rosam",
         "rosam_world_masks", "syn2real_ra_seed43", "rosam_seed43", "rosam_world_masks_seed43")
 OPTIONAL_ROWS = ("rosam_world_masks_sky_void",)  # only with --rows: the oracle with less coverage (sky void)
 SEED_PAIRS = (("syn2real_ra", "syn2real_ra_seed43"), ("rosam", "rosam_seed43"),
@@ -310,15 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default=None,
                         help="runs root, relative to the repo root (default runs/bench, quick: runs/bench_quick)")
     parser.add_argument("--rows", default=None,
-                        help=f"comma-separated row keys (default: {','.join(ROWS)}; also: {','.join(OPTIONAL_ROWS)})")
+                        help=f"comma-separated row keys (default: {','.join(TABLE_ROWS)}; "
+                             f"also: {','.join(OPTIONAL_ROWS)})")
     parser.add_argument("--arom-frames", type=int, default=0, help="clear test frames for the AROM check (0 = all)")
     parser.add_argument("--out", default=str(REPO / "docs" / "results"))
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    wanted = [n.strip() for n in args.rows.split(",") if n.strip()] if args.rows else list(ROWS)
-    unknown = [n for n in wanted if n not in (*ROWS, *OPTIONAL_ROWS)]
+    wanted = [n.strip() for n in args.rows.split(",") if n.strip()] if args.rows else list(TABLE_ROWS)
+    unknown = [n for n in wanted if n not in (*TABLE_ROWS, *OPTIONAL_ROWS)]
     if unknown:
-        raise SystemExit(f"unknown row(s) {unknown}; rows: {[*ROWS, *OPTIONAL_ROWS]}")
+        raise SystemExit(f"unknown row(s) {unknown}; rows: {[*TABLE_ROWS, *OPTIONAL_ROWS]}")
 
     protocol = table_protocol(args.protocol, args.quick)
     out = Path(args.out).resolve()

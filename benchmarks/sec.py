@@ -48,7 +48,7 @@ import torch
 
 from robustdepth.bench.protocol import (
     ADVERSE,
-    ROWS,
+    RUN_REGISTRY,
     TEACHER,
     BenchProtocol,
     evaluate_run,
@@ -404,9 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, key in TABLE.items():  # finished rows are always reported; --rows limits training
         if train_only is not None and name not in train_only and finished_checkpoint(row_dir(runs, key)) is None:
             continue
-        print(f"[sec bench] {name} ({key}): {ROWS[key].recipe} {' '.join(ROWS[key].extra)}", flush=True)
+        print(f"[sec bench] {name} ({key}): {RUN_REGISTRY[key].recipe} {' '.join(RUN_REGISTRY[key].extra)}", flush=True)
         last, s_per_step = run_row(protocol, key, runs, done)
-        rows[name] = {"key": key, "recipe": ROWS[key].recipe, "overrides": list(ROWS[key].extra),
+        rows[name] = {"key": key, "recipe": RUN_REGISTRY[key].recipe, "overrides": list(RUN_REGISTRY[key].extra),
                       "checkpoint": str(last), "s_per_step": s_per_step, "timing": read_timing(row_dir(runs, key)),
                       "queue": queue_stats(last, key), "metrics": method_row(evaluate_run(protocol, last))}
         print(f"[sec bench] {name}: adverse AbsRel {adverse(rows[name]):.4f}", flush=True)

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from robustdepth.bench.protocol import (
-    ROWS,
+    RUN_REGISTRY,
     TEACHER,
     BenchProtocol,
     RowSpec,
@@ -147,7 +147,8 @@ def test_unknown_row_and_wrong_chain_are_named(protocol: BenchProtocol, runs: Pa
         run_row(protocol, "no_such_row", runs)
     with pytest.raises(ValueError, match="'md4all_dd'.*teacher"):
         row_config(protocol, "md4all_dd", "md4all_dd", runs_root=runs)  # a distillation recipe without teacher
-    assert {"md4all_dd", "syn2real_ra", "acdepth", "rosam", "md2_continued", "sec_monodepth2", "all"} <= set(ROWS)
+    expected = {"md4all_dd", "syn2real_ra", "acdepth", "rosam", "md2_continued", "sec_monodepth2", "all"}
+    assert expected <= set(RUN_REGISTRY)
 
 
 def test_protocol_errors_name_the_key(tmp_path: Path) -> None:
@@ -204,11 +205,11 @@ def test_seed_folders_cannot_collide_with_rows_and_aliases_are_exact(runs: Path)
     assert seed_alias("sec_monodepth2", 43) == "sec_monodepth2_seed43"
     assert seed_alias("md4all_dd", 44) is None and seed_alias("acdepth", 43) is None
     # a `_seed43` row that is NOT seed 43 of its namesake (other overrides) is never taken for it
-    ROWS["acdepth_seed43"] = RowSpec("acdepth", extra=("train.seed=43", "optim.lr=1e-5"))
+    RUN_REGISTRY["acdepth_seed43"] = RowSpec("acdepth", extra=("train.seed=43", "optim.lr=1e-5"))
     try:
         assert seed_alias("acdepth", 43) is None
     finally:
-        del ROWS["acdepth_seed43"]
+        del RUN_REGISTRY["acdepth_seed43"]
 
 
 def test_seed_is_a_dimension_of_the_registry(md4all: Path, teacher: Path, protocol: BenchProtocol,

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from robustdepth.bench.protocol import ROWS
+from robustdepth.bench.protocol import RUN_REGISTRY
 from robustdepth.checkpoint import FORMAT
 from robustdepth.config import load_config
 
@@ -30,14 +30,14 @@ def _row(adverse: float) -> dict:
 
 
 def test_every_table_row_is_registered_and_the_controls_are_what_they_say(bench: ModuleType) -> None:
-    assert set(bench.TABLE.values()) <= set(ROWS)
+    assert set(bench.TABLE.values()) <= set(RUN_REGISTRY)
     for seeded in bench.SEEDED.values():
-        assert "train.seed=43" in ROWS[bench.TABLE[seeded]].extra
-    positive = load_config(ROWS["sec_positive_only"].recipe, list(ROWS["sec_positive_only"].extra))
+        assert "train.seed=43" in RUN_REGISTRY[bench.TABLE[seeded]].extra
+    positive = load_config(RUN_REGISTRY["sec_positive_only"].recipe, list(RUN_REGISTRY["sec_positive_only"].extra))
     assert not positive.losses.sec.negative and not positive.providers.latency_queue.enabled
     assert positive.losses.sec.weight == load_config("sec_monodepth2").losses.sec.weight
-    assert load_config(ROWS["sec_frozen_queue"].recipe).providers.latency_queue.frozen
-    literal = load_config("sec_monodepth2", list(ROWS["sec_monodepth2_literal"].extra))
+    assert load_config(RUN_REGISTRY["sec_frozen_queue"].recipe).providers.latency_queue.frozen
+    literal = load_config("sec_monodepth2", list(RUN_REGISTRY["sec_monodepth2_literal"].extra))
     assert literal.providers.latency_queue.trigger == "variance"
     assert load_config("sec_monodepth2").providers.latency_queue.trigger == "margin"
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from robustdepth.bench.protocol import (
     ADVERSE,
-    ROWS,
+    RUN_REGISTRY,
     TABLE_METRICS,
     TEACHER,
     BenchProtocol,
@@ -56,7 +56,7 @@ BOOTSTRAP_REPLICATES = 2000
 
 @dataclass(frozen=True)
 class TableRow:
-    """A row of the methods table: its registry key (``TEACHER`` or a key of ROWS) and its kind —
+    """A row of the methods table: its registry key (``TEACHER`` or a key of RUN_REGISTRY) and its kind —
     ``method`` (a seed method), ``baseline`` (a paper baseline at the same budget), ``reference`` (one run,
     not seeded), ``control`` or ``oracle`` (rows of the method issues; never a method result)."""
 
@@ -103,7 +103,7 @@ COMPARISONS: tuple[tuple[str, str, str], ...] = (
 def table_rows(keys: list[str] | None = None) -> dict[str, TableRow]:
     """The table's rows whose keys are registered (controls appear once their method issue adds them),
     optionally only ``keys`` (registry keys; the teacher is always there: it is every chain's root)."""
-    rows = {name: row for name, row in TABLE.items() if row.key == TEACHER or row.key in ROWS}
+    rows = {name: row for name, row in TABLE.items() if row.key == TEACHER or row.key in RUN_REGISTRY}
     if keys:
         unknown = sorted(set(keys) - {row.key for row in rows.values()})
         if unknown:
@@ -330,7 +330,7 @@ def to_markdown(result: dict[str, Any], stem: str) -> str:
     note = (f"{'QUICK smoke run — not a result. ' if quick else ''}**Protocol v{version}**: {summary}. "
             f"Command: `{command}`. Each row is the mean over its seeds ({seeds}; the "
             "teacher has one); every student starts from the weights of its chain's model as the registry says "
-            "(robustdepth/bench/protocol.py ROWS). Evaluation per condition on the split's own renders of each "
+            "(robustdepth/bench/protocol.py RUN_REGISTRY). Evaluation per condition on the split's own renders of each "
             "weather (0.1–80 m, per-image median scaling). Gap = adverse-mean AbsRel − clear AbsRel; s/step = mean "
             "wall seconds per training step over the seeds this machine timed.")
     rows = result["rows"]

@@ -13,7 +13,7 @@ teacher is version 1's ``runs/bench/teacher``, the teacher section being identic
 
     teacher/                    the protocol's teacher (checkpoints/last.pt, timing.json, results_world.json,
                                 results_world_frames.json = every test frame's metrics)
-    <key>/                      one run per canonical row key of ROWS (same files), the protocol's seed
+    <key>/                      one run per canonical row key of RUN_REGISTRY (same files), the protocol's seed
     <key>@seed<k>/              the same row trained with seed k (its chain stays the protocol seed's)
     masks_felzenszwalb/         weight-free object masks of the training frames (RoSAMDepth, ``all``)
     day_histograms/<run>.json   Syn2Real's P^day of a Φ_day run
@@ -248,7 +248,7 @@ class RowSpec:
 _NO_SECL = ("losses.sec.weight=0", "providers.latency_queue.enabled=false")
 
 #: Every student row of every table, by canonical key (``TEACHER`` is the protocol's teacher, built from it).
-ROWS: dict[str, RowSpec] = {
+RUN_REGISTRY: dict[str, RowSpec] = {
     # benchmarks/distillation.py, `robustdepth bench methods`
     "md4all_dd": RowSpec("md4all_dd"),
     "syn2real_ra": RowSpec("syn2real_ra", teacher="md4all_dd", day=TEACHER),  # Φ_syn = md4all-DD, Φ_day = teacher
@@ -330,9 +330,9 @@ def seed_alias(key: str, seed: int) -> str | None:
     """A registered ``<key>_seed<k>`` row that IS seed ``k`` of ``key`` (same spec + ``train.seed=k``), whose
     folder (trained by another table) then serves as that seed; None when there is none."""
     alias = f"{key}_seed{seed}"
-    if key not in ROWS or alias not in ROWS:
+    if key not in RUN_REGISTRY or alias not in RUN_REGISTRY:
         return None
-    spec, other = ROWS[key], ROWS[alias]
+    spec, other = RUN_REGISTRY[key], RUN_REGISTRY[alias]
     return alias if other == replace(spec, extra=(*spec.extra, f"train.seed={seed}")) else None
 
 
@@ -428,7 +428,7 @@ def train_row(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path |
 def run_row(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
             done: dict[str, tuple[Path, float | None]] | None = None,
             seed: int | None = None) -> tuple[Path, float | None]:
-    """The registered row ``key`` (``TEACHER`` or a key of ROWS), its chain first; (checkpoint, s/step).
+    """The registered row ``key`` (``TEACHER`` or a key of RUN_REGISTRY), its chain first; (checkpoint, s/step).
 
     ``seed`` trains the row with ``train.seed=seed`` (data order, jitter, degradations) in its seed folder
     (:func:`seed_dir`; the protocol's own seed or None = ``runs_root/<key>``, or a registered ``<key>_seed<k>``
@@ -465,9 +465,9 @@ def run_row(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
 def row_inputs(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
                done: dict[str, tuple[Path, float | None]] | None = None) -> dict[str, Any]:
     """train_row's / row_config's keyword arguments of the registered row ``key`` (its chain run first)."""
-    if key not in ROWS:
-        raise ValueError(f"unknown benchmark row {key!r}; rows: {', '.join([TEACHER, *ROWS])}")
-    spec = ROWS[key]
+    if key not in RUN_REGISTRY:
+        raise ValueError(f"unknown benchmark row {key!r}; rows: {', '.join([TEACHER, *RUN_REGISTRY])}")
+    spec = RUN_REGISTRY[key]
     done = {} if done is None else done
 
     def ckpt(row: str | None) -> Path | None:
@@ -483,7 +483,7 @@ def teacher_checkpoint(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT) -> 
 
 
 def student_overrides(protocol: BenchProtocol, teacher: Path) -> list[str]:
-    """Overrides of a free-standing student that starts from (and may distil) ``teacher``; rows use ROWS."""
+    """Overrides of a free-standing student that starts from (and may distil) ``teacher``; rows use RUN_REGISTRY."""
     return [*protocol.common_overrides(), f"optim.batch_size={protocol.student_batch_size}",
             f"model.init_checkpoint={teacher}"]
 
