@@ -20,7 +20,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "robustdepth"
 
 #: Bottom first. A node is a module or package; a module belongs to the longest node that prefixes it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("robustdepth._version", "robustdepth.geometry", "robustdepth.config", "robustdepth.devices"),
+    ("robustdepth._version", "robustdepth.geometry", "robustdepth.config", "robustdepth.devices",
+     "robustdepth.component"),
     ("robustdepth.networks", "robustdepth.checkpoint", "robustdepth.visualize"),
     ("robustdepth.data",),
     ("robustdepth.degrade", "robustdepth.world"),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+from robustdepth.component import Component, register
 from robustdepth.config import ConfigError
 
 if TYPE_CHECKING:
@@ -29,31 +30,17 @@ class TermConfig:
     weight: float = 0.0
 
 
-class LossTerm(nn.Module):
-    """Base class of a loss term.
+class LossTerm(Component):
+    """Base class of a loss term (a :class:`~robustdepth.component.Component`).
 
     Class attributes: ``name`` (config key under ``losses``), ``Config`` (dataclass with defaults),
     ``requires`` (provider names it reads), ``needs_pose`` (whether the pose network must exist).
     ``forward`` returns the unweighted value, ``(value, logs)``, or None when inactive this step.
     """
 
-    name: ClassVar[str] = ""
     Config: ClassVar[type] = TermConfig
     requires: ClassVar[tuple[str, ...]] = ()
     needs_pose: ClassVar[bool] = False
-
-    def __init__(self, cfg: Any, root_cfg: Any) -> None:
-        super().__init__()
-        type(self).check_config(cfg, root_cfg)
-        self.cfg = cfg
-        self.root_cfg = root_cfg
-
-    @classmethod
-    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
-        """Static checks of this component's section ``cfg`` (allowed values, ranges, sections it needs),
-        raising :class:`~robustdepth.config.ConfigError` naming the key. They run when a config is built
-        (``robustdepth.config.validate``: ``robustdepth config`` and every loader reject a bad value before any
-        work) and again at construction; checks that need files or data belong in ``__init__``."""
 
     def weight(self, ctx: StepContext) -> float:
         """The weight at this step (terms with ramps override this)."""
@@ -70,10 +57,8 @@ LOSSES: dict[str, type[LossTerm]] = {}
 
 
 def register_loss(cls: type[LossTerm]) -> type[LossTerm]:
-    if not cls.name or cls.name in LOSSES:
-        raise ValueError(f"loss term {cls.__name__} needs a unique name, got {cls.name!r}")
-    LOSSES[cls.name] = cls
-    return cls
+    """Class decorator: ``losses.<cls.name>`` becomes a config section and the term a recipe can weigh."""
+    return register(LOSSES, "loss term", cls)
 
 
 class LossSet(nn.Module):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
+from robustdepth.component import Component, register
 from robustdepth.config import ConfigError
 
 if TYPE_CHECKING:
@@ -25,25 +26,12 @@ class ProviderConfig:
     enabled: bool = False
 
 
-class Provider(nn.Module):
-    """Base class: ``name`` (config key under ``providers``), ``Config`` dataclass, ``stateful``."""
+class Provider(Component):
+    """Base class (a :class:`~robustdepth.component.Component`): ``name`` (config key under ``providers``),
+    ``Config`` dataclass, ``stateful`` (its state is saved in checkpoints)."""
 
-    name: ClassVar[str] = ""
     Config: ClassVar[type] = ProviderConfig
     stateful: ClassVar[bool] = False
-
-    def __init__(self, cfg: Any, root_cfg: Any) -> None:
-        super().__init__()
-        type(self).check_config(cfg, root_cfg)
-        self.cfg = cfg
-        self.root_cfg = root_cfg
-
-    @classmethod
-    def check_config(cls, cfg: Any, root_cfg: Any) -> None:
-        """Static checks of this component's section ``cfg`` (allowed values, ranges, sections it needs),
-        raising :class:`~robustdepth.config.ConfigError` naming the key. They run when a config is built
-        (``robustdepth.config.validate``: ``robustdepth config`` and every loader reject a bad value before any
-        work) and again at construction; checks that need files or data belong in ``__init__``."""
 
     @classmethod
     def is_enabled(cls, cfg: Any) -> bool:
@@ -63,10 +51,8 @@ PROVIDERS: dict[str, type[Provider]] = {}
 
 
 def register_provider(cls: type[Provider]) -> type[Provider]:
-    if not cls.name or cls.name in PROVIDERS:
-        raise ValueError(f"provider {cls.__name__} needs a unique name, got {cls.name!r}")
-    PROVIDERS[cls.name] = cls
-    return cls
+    """Class decorator: ``providers.<cls.name>`` becomes a config section and ``ctx.provide(cls.name)`` works."""
+    return register(PROVIDERS, "provider", cls)
 
 
 class ProviderSet(nn.Module):
