@@ -157,10 +157,10 @@ def ensure_run(cfg: DictConfig, run_dir: str | Path, name: str, *, experiment_ke
     wall, cpu = time.perf_counter(), time.process_time()
     out = train(cfg, run_dir=run_dir, resume=resume)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    if out is None and resume is None:
-        raise RuntimeError(f"{name}: training in {run_dir} returned no checkpoint (not the main process?)")
-    checkpoint = Path(out) if out is not None else run_dir / "checkpoints" / "last.pt"
-    done = max(1, int(load_checkpoint(checkpoint)["step"]) - start)
+    if out is None:  # a data-parallel worker: the main process owns the folder's files
+        return RunOutcome(run_dir / "checkpoints" / "last.pt", action, None)
+    checkpoint = Path(out)
+    done = max(1, (target or int(load_checkpoint(checkpoint)["step"])) - start)
     timing = {"s_per_step": wall / done, "cpu_s_per_step": cpu / done, "steps": done, "action": action,
               **({"recipe": recipe} if recipe else {}),
               "load_average": [round(x, 2) for x in os.getloadavg()]}
