@@ -1,0 +1,45 @@
+"""benchmarks/method_effects.py: which runs pair up, and the per-seed differences it prints beside the interval."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def effects() -> Any:
+    spec = importlib.util.spec_from_file_location("method_effects", REPO / "benchmarks" / "method_effects.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _frames(offset: dict[str, float]) -> list[dict[str, Any]]:
+    """Two frames per condition; AbsRel 0.2 + the condition's offset + 0.01 × frame index."""
+    return [{"name": f"test/seq_000/{c}/{i:06d}", "condition": c, "abs_rel": 0.2 + offset.get(c, 0.0) + 0.01 * i}
+            for c in ("clear", "night", "rain", "fog", "snow") for i in range(2)]
+
+
+def test_pairs_use_only_seeds_both_rows_finished_and_report_each_seeds_difference(
+        effects: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = {"m": {42: Path("m42"), 43: Path("m43")}, "b": {42: Path("b42")}}
+    frames = {Path("m42"): _frames({"night": -0.04}), Path("m43"): _frames({}),
+              Path("b42"): _frames({"fog": 0.02})}
+    monkeypatch.setattr(effects, "CLAIMS", (("m", "b", "X", "m vs b"), ("m", "absent", "X", "nothing")))
+    monkeypatch.setattr(effects, "seed_runs", lambda protocol, root, key: runs.get(key, {}))
+    monkeypatch.setattr(effects, "frame_metrics", lambda protocol, ckpt: frames[ckpt])
+    result = effects.run(protocol=None, runs=Path("r"), replicates=200)
+    (claim,) = result["claims"]
+    assert claim["seed_list"] == [42]  # seed 43 has no baseline twin: not paired
+    # adverse mean of m42 − b42: (night −0.04, fog −0.02 against the baseline's +0.02) / 4 conditions
+    assert claim["per_seed_adverse"][42] == pytest.approx((-0.04 - 0.02) / 4)
+    assert claim["effects"]["adverse_mean"]["mean"] == pytest.approx(-0.015)
+    assert result["missing"] == [{"method": "m", "baseline": "absent", "issue": "X", "unfinished": ["absent"]}]
+    text = effects.to_markdown({**result, "command": "c", "protocol": "p", "protocol_summary": "s",
+                                "runs_root": "r", "replicates": 200, "level": 0.95})
+    assert "`m` − `b`: m vs b | 42 | -0.0150 |" in text and "unfinished: absent" in text
