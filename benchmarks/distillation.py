@@ -140,17 +140,18 @@ def main() -> int:
     parser.add_argument("--protocol", default=str(REPO / "benchmarks" / "protocol.yaml"))
     parser.add_argument("--quick", action="store_true",
                         help="tiny world, a few steps (smoke test); runs in runs/bench_quick")
-    parser.add_argument("--out", help="runs root (default runs/bench, --quick: runs/bench_quick)")
+    parser.add_argument("--runs", help="runs root (default: the protocol's, runs/bench for v1, --quick: "
+                                       "runs/bench_quick), as in the other tables")
     parser.add_argument("--rows", help="comma-separated subset of rows (the teacher is always trained): "
                                        + ", ".join(KEYS))
-    parser.add_argument("--results",
-                        help="results path stem (default docs/results/distillation, --quick: …/distillation_quick)")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results",
+                        help="folder of distillation(.quick).{json,md}, as in the other tables")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     protocol = table_protocol(args.protocol, args.quick)
     os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
-    runs = runs_root_for(protocol, args.out)
-    stem = Path(args.results or f"docs/results/distillation{'_quick' if args.quick else ''}")
+    runs = runs_root_for(protocol, args.runs)
+    stem = args.out / f"distillation{'_quick' if args.quick else ''}"
 
     keys = select_keys(args.rows)
     done: dict[str, tuple[Path, float | None]] = {}
