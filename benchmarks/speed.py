@@ -489,14 +489,13 @@ def to_markdown(res: dict[str, Any]) -> str:
              "`predict --backend onnxruntime OUT ...` loads it (section \"int8 inference\" below).",
              "- **Training**: the input pipeline is always on (resized-frame cache `data.cache_frames_mb`, "
              "persistent workers with prefetch, pinned memory + non-blocking copies on CUDA). The fast numerics are "
-             "one overlay, `RECIPE+fast` (= `train.precision=bf16 train.channels_last=true`; + `train.compile=true "
-             "train.compile_loss=true` for long runs at ≥ 192×640): the schema default stays the fp32 Monodepth2 "
-             "baseline that every recipe's tests and the bit-exact resume guarantee are written against. "
-             "Losses (SSIM, warps, reductions), poses and the optimiser's master weights stay fp32 under bf16.",
+             "one overlay, `RECIPE+fast` (= `train.precision=bf16 train.channels_last=true optim.fused=true`; + "
+             "`train.compile=true train.compile_loss=true` for long runs at ≥ 192×640): the schema default stays "
+             "the fp32 Monodepth2 baseline that every recipe's tests and the bit-exact resume guarantee are written "
+             "against. Losses (SSIM, warps, reductions), poses and the optimiser's master weights stay fp32 in bf16.",
              "- On an oversubscribed CPU host use **1 thread** (`torch.set_num_threads(1)` / `OMP_NUM_THREADS=1`): "
-             "with 2 threads every OpenMP barrier waits for a descheduled partner (measured here: eager 64×192 "
-             "inference 150 ms with 1 thread vs 570–1100 ms with 2 at load average 13). This benchmark ran with "
-             f"{res.get('threads', '?')} thread(s).", ""]
+             "with 2 threads every OpenMP barrier waits for a descheduled partner. This benchmark ran with "
+             f"{res.get('threads', '?')} thread(s); each section's threads and load average are listed above.", ""]
     roof = res.get("roofline")
     if roof:
         conv = roof["conv"]
