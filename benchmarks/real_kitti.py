@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +50,7 @@ ARMS = ("real", "world", "world_to_real")
 LABELS = {"real": "real only", "world": "world only (zero-shot)", "world_to_real": "world → real"}
 RECIPES = {"real": "kitti_real_monodepth2", "world": "monodepth2", "world_to_real": "kitti_real_finetune"}
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
-PROTOCOL = replace(
-    get_protocol("kitti_eigen"), name="kitti_odometry_lidar", min_depth=0.1,
-    description="KITTI odometry LiDAR GT (P2·Tr projection, MD2 generate_depth_map rules): 0.1 < d < 80 m, Garg "
-                "crop, cv2-bilinear disparity resize, per-image median scaling, clamp [0.1, 80] (kitti_eigen with "
-                "a 0.1 m floor).")
+PROTOCOL = get_protocol("kitti_odometry_lidar")
 # Real frames of the qualitative panel: (label, path, LiDAR frame of seq 04 or None).
 PANEL = (
     ("raw 0095 #134", REALDATA / "kitti_raw_2011_09_26_drive_0095/2011_09_26/2011_09_26_drive_0095_sync/image_02/data"

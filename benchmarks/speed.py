@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -397,13 +398,10 @@ def run_int8(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
 
 
 def _run_int8(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
-    import numpy as np
     import onnxruntime
 
-    from robustdepth.evaluation import get_protocol
-    from robustdepth.evaluation.runner import evaluate_model
     from robustdepth.export import export_checkpoint, load_onnx_model
-    from robustdepth.quantize import calibration_files, median_relative_depth_error, network_input, quantize_onnx
+    from robustdepth.quantize import quantize_onnx
 
     ckpt, world = args.int8_checkpoint, Path(args.world or "data/world/tiny")
     calibration = world / "val"
@@ -430,7 +428,29 @@ def _run_int8(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict
                         "int8_vs_ort_fp32": paired_speedup(times["ort_fp32"], times["ort_int8"])})
             res["speed"][f"{w}×{h} batch {batch}"] = row
             print(f"int8 {w}x{h} batch {batch}: {row}", flush=True)
-    # accuracy at the checkpoint's own resolution
+    return res
+
+
+def run_int8_accuracy(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """fp32 vs int8 ONNX Runtime of ``--int8-checkpoint`` exported at its own resolution and calibrated on the
+    world's val split: AbsRel on the world's test split (every condition) and on real KITTI frames with LiDAR
+    depth (``--real-odometry``, protocol ``kitti_odometry_lidar``; skipped when the folder is absent). The
+    exported models live in a temporary folder removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="int8_accuracy_") as folder:
+        return _run_int8_accuracy(args, Path(folder))
+
+
+def _run_int8_accuracy(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    import numpy as np
+
+    from robustdepth.config import apply_overrides
+    from robustdepth.evaluation import get_protocol
+    from robustdepth.evaluation.runner import evaluate_model
+    from robustdepth.export import export_checkpoint, load_onnx_model
+    from robustdepth.quantize import calibration_files, median_relative_depth_error, network_input, quantize_onnx
+
+    ckpt, world = args.int8_checkpoint, Path(args.world or "data/world/tiny")
+    calibration = world / "val"
     fp32_path, int8_path = tmp / "fp32_native.onnx", tmp / "int8_native.onnx"
     export_checkpoint(ckpt, fp32_path)
     quantize_onnx(fp32_path, int8_path, calibration, args.int8_calibration_frames)
@@ -442,13 +462,26 @@ def _run_int8(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict
     s8 = evaluate_model(m8, cfg, protocol, split="test", progress=False).summary()
     files = calibration_files(world / "test", 16)
     x = torch.from_numpy(np.concatenate([network_input(f, m32.height, m32.width) for f in files]))
-    res["accuracy"] = {"world": str(world), "split": "test", "frames": s32.get("counts", {}).get("all"),
-                       "checkpoint": ckpt, "abs_rel_fp32": s32["all"]["abs_rel"], "abs_rel_int8": s8["all"]["abs_rel"],
-                       "relative_change": s8["all"]["abs_rel"] / s32["all"]["abs_rel"] - 1,
-                       "median_rel_diff": median_relative_depth_error(m32.predict_depth(x), m8.predict_depth(x)),
-                       "per_condition": {c: [s32[c]["abs_rel"], s8[c]["abs_rel"]] for c in s32
-                                         if isinstance(s32[c], dict) and "abs_rel" in s32[c]}}
-    print(f"int8 accuracy: {res['accuracy']}", flush=True)
+    res: dict[str, Any] = {
+        "world": str(world), "split": "test", "frames": s32.get("counts", {}).get("all"), "checkpoint": ckpt,
+        "calibration": str(calibration), "abs_rel_fp32": s32["all"]["abs_rel"], "abs_rel_int8": s8["all"]["abs_rel"],
+        "relative_change": s8["all"]["abs_rel"] / s32["all"]["abs_rel"] - 1,
+        "median_rel_diff": median_relative_depth_error(m32.predict_depth(x), m8.predict_depth(x)),
+        "per_condition": {c: [s32[c]["abs_rel"], s8[c]["abs_rel"]] for c in s32
+                          if isinstance(s32[c], dict) and "abs_rel" in s32[c]}}
+    real = Path(args.real_odometry)
+    if (real / "sequences").is_dir():
+        base = DepthModel.from_checkpoint(ckpt, device="cpu", precision="fp32").config
+        real_cfg = apply_overrides(base, ["data.dataset=kitti_odometry", f"data.root={real}", "data.num_workers=0"])
+        real_protocol = get_protocol("kitti_odometry_lidar")
+        r32 = evaluate_model(m32, real_cfg, real_protocol, progress=False).summary()
+        r8 = evaluate_model(m8, real_cfg, real_protocol, progress=False).summary()
+        res["real"] = {"data": os.path.relpath(real, REPO), "protocol": real_protocol.name, "frames": int(r32["counts"]["all"]),
+                       "resolution": [m32.height, m32.width],
+                       "abs_rel_fp32": r32["all"]["abs_rel"], "abs_rel_int8": r8["all"]["abs_rel"],
+                       "relative_change": r8["all"]["abs_rel"] / r32["all"]["abs_rel"] - 1,
+                       "a1_fp32": r32["all"]["a1"], "a1_int8": r8["all"]["a1"]}
+    print(f"int8 accuracy: {res}", flush=True)
     return res
 
 
@@ -639,9 +672,14 @@ def render_markdown(out: Path) -> str:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     res, profile = load("speed.json"), load("speed_profile.json")
-    command = next((c for c in res.get("commands", []) if "int8" in c), "")
+    command = next((c for c in res.get("commands", []) if re.search(r"--sections \S*\bint8\b(?!_)", c)), "")
+    conditions = res.get("section_conditions", {})
     int8 = {"machine": res.get("machine"), **res.get("int8", {}), "command": command,
-            "load_average": res.get("section_conditions", {}).get("int8", {}).get("load_average", [])}
+            "load_average": conditions.get("int8", {}).get("load_average", []),
+            "accuracy": res.get("int8_accuracy", res.get("int8", {}).get("accuracy")),
+            "accuracy_machine": conditions.get("int8_accuracy", {}).get("machine")}
+    if conditions.get("int8", {}).get("machine"):
+        int8["machine"] = conditions["int8"]["machine"]
     text = to_markdown(res) if res else "# Speed\n"
     conv = res.get("roofline", {}).get("conv", {})
     roofline_threads = res.get("section_conditions", {}).get("roofline", {}).get("threads")
@@ -751,17 +789,25 @@ def int8_markdown(int8: dict[str, Any], roofline: dict[str, Any]) -> str:
     acc = int8.get("accuracy")
     if acc:
         conds = ", ".join(f"{c} {a:.4f} → {b:.4f}" for c, (a, b) in acc.get("per_condition", {}).items())
-        lines += ["", f"Accuracy on {acc['world']} ({acc['split']} split, checkpoint `{acc['checkpoint']}`, ONNX "
-                  f"Runtime fp32 vs int8): AbsRel {acc['abs_rel_fp32']:.4f} → {acc['abs_rel_int8']:.4f} "
-                  f"({acc['relative_change']:+.2%}); per condition {conds}. Median per-pixel relative depth "
-                  f"difference int8 vs fp32 on 16 test frames: {acc['median_rel_diff']:.4f}."]
+        calibration = acc.get("calibration", "the world val split")
+        lines += ["", "Accuracy (`python benchmarks/speed.py --sections int8_accuracy`; checkpoint "
+                  f"`{acc['checkpoint']}` exported at its own resolution and calibrated on `{calibration}`; ONNX "
+                  f"Runtime fp32 vs int8) on {acc['world']}, {acc['split']} split: AbsRel "
+                  f"{acc['abs_rel_fp32']:.4f} → {acc['abs_rel_int8']:.4f} ({acc['relative_change']:+.2%}); per "
+                  f"condition {conds}. Median "
+                  f"per-pixel relative depth difference int8 vs fp32 on 16 test frames: {acc['median_rel_diff']:.4f}."]
+        real = acc.get("real")
+        if real:
+            lines.append(f"On real frames ({real['data']}, {real['frames']} frames with LiDAR depth, protocol "
+                         f"`{real['protocol']}`): AbsRel {real['abs_rel_fp32']:.4f} → {real['abs_rel_int8']:.4f} "
+                         f"({real['relative_change']:+.2%}), δ1 {real['a1_fp32']:.4f} → {real['a1_int8']:.4f}.")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sections", default="roofline,inference,training",
-                        help="comma list of roofline, inference, training, accuracy")
+                        help="comma list of roofline, inference, training, accuracy, memory, int8, int8_accuracy")
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds for inference/roofline")
     parser.add_argument("--train-rounds", type=int, default=5, help="alternating training steps per path")
     parser.add_argument("--compile-inference", default="192x640", help="resolutions timed with torch.compile")
@@ -780,6 +826,8 @@ def main() -> None:
     parser.add_argument("--int8-checkpoint", default="runs/bench/teacher/checkpoints/last.pt",
                         help="checkpoint the int8 section quantises (calibration: <world>/val, accuracy: <world>/test)")
     parser.add_argument("--int8-calibration-frames", type=int, default=32)
+    parser.add_argument("--real-odometry", default=str(REPO.parent / "shared" / "realdata" / "kitti_odometry_04_lidar"),
+                        help="KITTI odometry folder with LiDAR depth for the int8_accuracy section")
     parser.add_argument("--peak-rss-child", nargs=2, metavar=("HxW", "JSON"), help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
@@ -804,7 +852,7 @@ def main() -> None:
                 "load_average": os.getloadavg()})
     res["commands"] = sorted(set(res.get("commands", [])) | {command})
     sections = {"roofline": run_roofline, "inference": run_inference, "training": run_training,
-                "accuracy": run_accuracy, "memory": run_memory, "int8": run_int8}
+                "accuracy": run_accuracy, "memory": run_memory, "int8": run_int8, "int8_accuracy": run_int8_accuracy}
     for name in args.sections.split(","):
         if name not in sections:
             raise SystemExit(f"unknown section {name!r}; known: {', '.join(sections)}")

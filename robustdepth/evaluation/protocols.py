@@ -199,6 +199,16 @@ PROTOCOLS: dict[str, EvalProtocol] = {
             f"Source: {_MD2} (eval_split != 'eigen' branch)."
         ),
     ),
+    "kitti_odometry_lidar": replace(
+        _KITTI_EIGEN,
+        name="kitti_odometry_lidar",
+        min_depth=0.1,
+        description=(
+            "KITTI odometry frames with depth GT projected from their LiDAR scans (P2·Tr projection, Monodepth2's "
+            "generate_depth_map rules): 0.1 < d < 80 m, Garg crop, disparity resized to the GT size, per-image "
+            f"median scaling, clamp [0.1, 80] — kitti_eigen with a 0.1 m floor. Source: {_MD2}."
+        ),
+    ),
     "weatherkitti": replace(
         _KITTI_EIGEN,
         name="weatherkitti",
