@@ -476,8 +476,8 @@ def _run_int8_accuracy(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         real_protocol = get_protocol("kitti_odometry_lidar")
         r32 = evaluate_model(m32, real_cfg, real_protocol, progress=False).summary()
         r8 = evaluate_model(m8, real_cfg, real_protocol, progress=False).summary()
-        res["real"] = {"data": os.path.relpath(real, REPO), "protocol": real_protocol.name, "frames": int(r32["counts"]["all"]),
-                       "resolution": [m32.height, m32.width],
+        res["real"] = {"data": os.path.relpath(real, REPO), "protocol": real_protocol.name,
+                       "frames": int(r32["counts"]["all"]), "resolution": [m32.height, m32.width],
                        "abs_rel_fp32": r32["all"]["abs_rel"], "abs_rel_int8": r8["all"]["abs_rel"],
                        "relative_change": r8["all"]["abs_rel"] / r32["all"]["abs_rel"] - 1,
                        "a1_fp32": r32["all"]["a1"], "a1_int8": r8["all"]["a1"]}
