@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from robustdepth.bench.script import run_script
 from robustdepth.degrade import CONDITIONS, translate
 
 HEIGHT, WIDTH, BATCH, SEVERITY = 192, 640, 8, 0.5
@@ -102,4 +103,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from robustdepth.bench.protocol import (
     runs_root_for,
     table_protocol,
 )
+from robustdepth.bench.script import run_script
 from robustdepth.training.stages import read_timing
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,4 +173,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_script(main))

@@ -32,6 +32,7 @@ from robustdepth.bench.protocol import (
     row_dir,
     runs_root_for,
 )
+from robustdepth.bench.script import run_script
 from robustdepth.bench.stats import ADVERSE_MEAN, CONDITIONS, compare
 from robustdepth.training.stages import finished_checkpoint
 
@@ -155,4 +156,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from speed import cpu_description, render_markdown  # the sibling script benchmarks/speed.py
 
+from robustdepth.bench.script import run_script
 from robustdepth.config import load_config
 from robustdepth.training.trainer import Trainer
 
@@ -335,4 +336,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from robustdepth.bench.script import run_script
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import apply_overrides, load_config
 from robustdepth.data import build_items
@@ -283,4 +284,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

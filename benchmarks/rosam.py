@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ from robustdepth.bench.protocol import (
     seed_noise,
     table_protocol,
 )
+from robustdepth.bench.script import run_script
 
 REPO = Path(__file__).resolve().parents[1]
 # Registry keys of the table's rows (felzenszwalb rows read the shared cache; rosam_world_masks the world's ids
@@ -378,4 +378,4 @@ def write_keeping_checks(path: Path, text: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_script(main))

@@ -61,6 +61,7 @@ from robustdepth.bench.protocol import (
     seed_noise,
     table_protocol,
 )
+from robustdepth.bench.script import run_script
 from robustdepth.config import load_config, to_dict
 from robustdepth.inference import DepthModel
 from robustdepth.training.stages import finished_checkpoint, queue_schedule, read_timing
@@ -451,4 +452,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -43,6 +43,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from robustdepth.bench.script import run_script
 from robustdepth.config import load_config
 from robustdepth.data.corridor import corridor_overrides, write_corridor_sequence
 from robustdepth.inference import DepthModel, native_bf16
@@ -870,4 +871,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from robustdepth.bench.protocol import ADVERSE, BenchProtocol, evaluate_run, teacher_checkpoint
+from robustdepth.bench.script import run_script
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import load_config
 from robustdepth.evaluation import get_protocol
@@ -73,4 +74,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from robustdepth.bench.script import run_script
 from robustdepth.world import generate
 from robustdepth.world.checks import photometric_warp_error
 from robustdepth.world.presets import CONDITIONS, PRESETS
@@ -166,4 +167,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

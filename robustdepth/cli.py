@@ -266,7 +266,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
+def expected_errors() -> tuple[type[BaseException], ...]:
     """Failures caused by the user's input or environment (not bugs): one line, exit status 2.
 
     ``OSError`` covers missing files, permissions and a full disk (checkpoint writes name the file).
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(command_of(sys.argv[1:] if argv is None else argv)).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except _expected_errors() as err:
+    except expected_errors() as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
 

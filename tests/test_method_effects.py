@@ -43,3 +43,15 @@ def test_pairs_use_only_seeds_both_rows_finished_and_report_each_seeds_differenc
     text = effects.to_markdown({**result, "command": "c", "protocol": "p", "protocol_summary": "s",
                                 "runs_root": "r", "replicates": 200, "level": 0.95})
     assert "`m` − `b`: m vs b | 42 | -0.0150 |" in text and "unfinished: absent" in text
+
+
+@pytest.mark.parametrize("script", ["method_effects.py", "sec.py", "distillation.py", "rosam.py"])
+def test_a_missing_protocol_file_is_one_error_line_and_exit_2(script: str, tmp_path: Path) -> None:
+    """Benchmark scripts follow the command line's error contract (robustdepth.bench.script.run_script)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--protocol", str(tmp_path / "no.yaml")],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [f"error: benchmark protocol not found: {tmp_path / 'no.yaml'}"]
