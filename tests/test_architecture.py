@@ -2,7 +2,8 @@
 
 The layers (bottom first) are :data:`LAYERS`; docs/architecture.md draws them. Every ``import`` statement
 of ``robustdepth/`` — module-level and function-local alike, since a function-local import still runs —
-is checked; imports under ``if TYPE_CHECKING:`` never run and are exempt. The imports that still run up a
+is checked; imports under ``if TYPE_CHECKING:`` never run and are exempt. No two modules import each other,
+directly or through others, at module level (an import circle). The imports that still run up a
 layer are listed in :data:`KNOWN_UPWARD`, each with its reason: a new one fails the test, and so does an
 entry that no longer occurs (the list only shrinks). Run it on its own with
 ``pytest tests/test_architecture.py``.
@@ -11,6 +12,7 @@ entry that no longer occurs (the list only shrinks). Run it on its own with
 from __future__ import annotations
 
 import ast
+import graphlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +132,19 @@ def test_every_known_exception_runs_upward(pair: tuple[str, str]) -> None:
     """The ratchet's entries really point up (an entry between equal layers would hide nothing)."""
     level = _level()
     assert level[pair[1]] > level[pair[0]]
+
+
+def test_no_module_level_import_circle() -> None:
+    """The module-level import graph of the package is acyclic (graphlib names a circle when there is one)."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        guarded = _type_checking_nodes(tree)
+        graph[module] = {target for stmt in tree.body if isinstance(stmt, (ast.Import, ast.ImportFrom))
+                         and id(stmt) not in guarded for target in _imported(module, path, stmt, modules)
+                         if target != module}
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        pytest.fail(f"module-level import circle: {' -> '.join(err.args[1])}")

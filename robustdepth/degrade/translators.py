@@ -23,7 +23,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from robustdepth.degrade import filters
+import robustdepth.degrade.filters as filters
 
 # Geometry of the image-position depth prior (KITTI/nuScenes-like forward camera).
 HORIZON = 0.45  # horizon row as a fraction of the image height
