@@ -19,7 +19,7 @@ EXTENSION_COMMANDS = (
     "robustdepth.world.cli",
     "robustdepth.degrade.cli",
     "robustdepth.bench",
-    "robustdepth.export",
+    "robustdepth.export_cli",
     "robustdepth.priors.cli",
     "robustdepth.data.cli",
     "robustdepth.evaluation.pose_cli",

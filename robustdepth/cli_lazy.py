@@ -21,7 +21,7 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
     "robustdepth.world.cli": ("world", "generate / show the embedded all-weather driving world"),
     "robustdepth.degrade.cli": ("degrade", "offline degraded training sets"),
     "robustdepth.bench": ("bench", "benchmarks (corruptions, methods, …)"),
-    "robustdepth.export": ("export", "export the depth network to ONNX"),
+    "robustdepth.export_cli": ("export", "export the depth network to ONNX"),
     "robustdepth.priors.cli": ("priors", "offline priors (histograms, masks, …)"),
     "robustdepth.data.cli": ("data", "check real datasets, export / precompute their GT"),
     "robustdepth.evaluation.pose_cli": ("eval-pose", "pose ATE on 5-frame snippets (Monodepth2's evaluate_pose)"),

@@ -32,17 +32,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("robustdepth.priors",),
     ("robustdepth.losses",),
     ("robustdepth.training",),
-    ("robustdepth.inference", "robustdepth.outputs", "robustdepth.weights"),
-    ("robustdepth.export", "robustdepth.quantize", "robustdepth.hub"),
+    ("robustdepth.inference", "robustdepth.export", "robustdepth.outputs", "robustdepth.weights"),
+    ("robustdepth.quantize", "robustdepth.hub"),
     ("robustdepth.bench", "robustdepth.demo", "robustdepth.app", "robustdepth.cli", "robustdepth.cli_lazy",
-     "robustdepth.pipeline_cli", "robustdepth"),
+     "robustdepth.pipeline_cli", "robustdepth.export_cli", "robustdepth"),
 )
 
 #: (importing node, imported node) → why it is still there. Remove an entry when its import goes.
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("robustdepth.config", "robustdepth.losses"): "the schema is assembled from the loss registry",
     ("robustdepth.config", "robustdepth.priors"): "the schema is assembled from the provider registry",
-    ("robustdepth.inference", "robustdepth.export"): "DepthModel.from_file also opens exported ONNX models",
 }
 
 

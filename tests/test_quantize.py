@@ -70,7 +70,7 @@ def test_int8_model_loads_like_fp32_and_its_depth_stays_close(corridor: Path, tm
 def test_int8_export_needs_calibration(tmp_path: Path) -> None:
     import argparse
 
-    from robustdepth.export import cmd_export
+    from robustdepth.export_cli import cmd_export
 
     args = argparse.Namespace(hf=None, onnx=str(tmp_path / "x.onnx"), checkpoint="ckpt.pt", height=None, width=None,
                               int8=True, calibration=None, calibration_frames=32)
