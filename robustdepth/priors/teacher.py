@@ -158,11 +158,11 @@ class FrozenModelProvider(Provider):
     def _image(self, ctx: StepContext) -> Tensor:
         # sees=degraded follows the S-step gate (degrade.every_n_steps): on a step whose student input is the
         # clean frame, the frozen model labels that same (un-jittered) clean frame, never an unseen copy.
-        if self.cfg.sees == "clean" or not ctx.degraded_active:
-            return ctx.image("clean") if self.daytime_norm else ctx.color(0)
-        if "degraded" not in ctx.batch:
-            raise KeyError(f"providers.{self.name}.sees=degraded needs the degradation supply (degrade.mode)")
-        return ctx.batch.get("degraded_input", ctx.batch["degraded"]) if self.daytime_norm else ctx.batch["degraded"]
+        degraded = self.cfg.sees == "degraded" and ctx.degraded_active
+        try:
+            return ctx.frozen_image(degraded, self.daytime_norm)
+        except KeyError as err:
+            raise KeyError(f"providers.{self.name}.sees=degraded: {err.args[0]}") from None
 
     def forward(self, ctx: StepContext) -> TeacherPrediction:
         image = self._image(ctx)

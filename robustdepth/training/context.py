@@ -121,6 +121,15 @@ class StepContext:
         mask = self.batch["is_degraded"].to(self.device).view(-1, 1, 1, 1)
         return torch.where(mask, self.batch["degraded_aug"], self.batch[("color_aug", 0)])
 
+    def frozen_image(self, degraded: bool, daytime_norm: bool = False) -> torch.Tensor:
+        """The un-jittered frame a frozen model (teacher, Φ_day) sees: the clean target or its degraded copy,
+        in md4all's daytime normalisation when that model was trained with it (``data.options.daytime_norm``)."""
+        if not degraded:
+            return self.image("clean") if daytime_norm else self.color(0)
+        if "degraded" not in self.batch:
+            raise KeyError("a frozen model that sees the degraded frame needs the degradation supply (degrade.mode)")
+        return self.batch.get("degraded_input", self.batch["degraded"]) if daytime_norm else self.batch["degraded"]
+
     def color(self, frame_id: int, scale: int = 0, aug: bool = False) -> torch.Tensor:
         """Frame ``frame_id`` (un-jittered unless ``aug``) at pyramid ``scale`` (area-downsampled once)."""
         key = ("color_aug" if aug else "color", frame_id)
