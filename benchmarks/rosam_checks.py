@@ -29,13 +29,9 @@ import numpy as np
 import torch
 
 from robustdepth.bench.script import run_script
-from robustdepth.losses.rosam import (
-    adaptive_outlier_mask,
-    region_contrast,
-    region_index,
-    regional_gaussian_likelihood,
-)
+from robustdepth.losses.rosam import region_contrast, regional_gaussian_likelihood
 from robustdepth.priors.masks import partition_from_masks
+from robustdepth.priors.rosam import adaptive_outlier_mask, region_index
 
 REPO = Path(__file__).resolve().parents[1]
 #: The previous default (the paper's literal τ0 + λσ with λ = 1, no σ floor) and the fixed one.

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "robustdepth"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("robustdepth._version", "robustdepth.geometry", "robustdepth.config", "robustdepth.devices",
      "robustdepth.component"),
-    ("robustdepth.networks", "robustdepth.checkpoint", "robustdepth.visualize"),
+    ("robustdepth.networks", "robustdepth.checkpoint", "robustdepth.visualize", "robustdepth.similarity"),
     ("robustdepth.data",),
     ("robustdepth.degrade", "robustdepth.world"),
     ("robustdepth.evaluation",),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from robustdepth.losses.photometric import min_reprojection, photometric_error, ssim_dissimilarity
+from robustdepth.losses.photometric import min_reprojection
 from robustdepth.losses.smoothness import edge_aware_smoothness, mean_normalised
+from robustdepth.similarity import photometric_error, ssim_dissimilarity
 
 
 def _image(seed: int, shape: tuple[int, ...] = (2, 3, 16, 20)) -> torch.Tensor:

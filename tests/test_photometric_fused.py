@@ -14,15 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from robustdepth.config import load_config
-from robustdepth.losses.photometric import (
-    PhotometricLoss,
-    by_source,
-    min_reprojection,
-    photometric_error,
-    photometric_errors,
-    reconstruct_all,
-    ssim_dissimilarity,
-)
+from robustdepth.losses.photometric import PhotometricLoss, by_source, min_reprojection, reconstruct_all
+from robustdepth.similarity import photometric_error, photometric_errors, ssim_dissimilarity
 from robustdepth.training.context import StepContext, StepState
 from robustdepth.training.trainer import Trainer
 from tests.conftest import corridor_overrides

@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from robustdepth.geometry import Camera, Pose
-from robustdepth.losses.rosam import (
+from robustdepth.losses.rosam import region_contrast, regional_gaussian_likelihood
+from robustdepth.priors.rosam import (
     adaptive_outlier_mask,
     min_photometric_error,
     object_reliability,
-    region_contrast,
     region_index,
     region_mean_std,
-    regional_gaussian_likelihood,
     resize_labels,
     to_pixels,
 )

@@ -18,24 +18,27 @@ from omegaconf import OmegaConf
 from robustdepth.config import ConfigError
 from robustdepth.geometry import Pose
 from robustdepth.losses.rosam import (
-    AromMaps,
-    RegionPriors,
-    RosamConfig,
     RosamDistillConfig,
     RosamDistillLoss,
     RosamRglConfig,
     RosamRglLoss,
     RosamSrcConfig,
     RosamSrcLoss,
-    adaptive_outlier_mask,
-    min_photometric_error,
     region_contrast,
-    region_index,
     regional_gaussian_likelihood,
-    resize_labels,
 )
 from robustdepth.losses.syn2real import Syn2RealDistillConfig, Syn2RealDistillLoss, histogram_kl
 from robustdepth.priors.masks import nearest_resize
+from robustdepth.priors.rosam import (
+    AromMaps,
+    RegionPriors,
+    RosamConfig,
+    adaptive_outlier_mask,
+    min_photometric_error,
+    region_index,
+    resize_labels,
+)
+from robustdepth.training.context import StepContext
 
 B, H, W = 2, 6, 8
 SCALES = [0, 1]
@@ -237,7 +240,7 @@ def test_arom_runs_on_the_teacher_not_the_student() -> None:
 
 
 def test_arom_config_errors_are_config_errors() -> None:
-    from robustdepth.losses.rosam import RosamPriors
+    from robustdepth.priors.rosam import RosamPriors
 
     root = OmegaConf.create({"providers": {"masks": {"enabled": True}, "teacher": {"enabled": True}}})
     for bad in ({"threshold_units": "metres"}, {"ore_pose": "nobody"}, {"sigma_floor": -1.0}, {"kappa": 0.0}):
@@ -442,6 +445,7 @@ def test_sees_degraded_follows_the_s_step_gate(active: bool) -> None:
     clean, degraded = torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2)
     ctx = SimpleNamespace(degraded_active=active, batch={"degraded": degraded, ("color", 0): clean},
                           image=lambda view: {"clean": clean}[view], color=lambda frame_id: clean)
+    ctx.frozen_image = lambda degraded, daytime_norm=False: StepContext.frozen_image(ctx, degraded, daytime_norm)
     me = SimpleNamespace(cfg=SimpleNamespace(sees="degraded"), name="teacher", daytime_norm=False)
     seen = Teacher._image(me, ctx)  # type: ignore[arg-type]
     assert seen is (degraded if active else clean), "on a gated (clean) step the teacher labels the clean frame"

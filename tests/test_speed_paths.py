@@ -15,11 +15,8 @@ from robustdepth.config import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.base import FrameCache
 from robustdepth.inference import DepthModel, predict_to_folder, resolve_precision
-from robustdepth.losses.photometric import (
-    compiled_photometric_errors,
-    photometric_errors,
-)
 from robustdepth.networks import DepthNet
+from robustdepth.similarity import compiled_photometric_errors, photometric_errors
 from robustdepth.training.trainer import Trainer
 from tests.conftest import corridor_overrides
 

@@ -4,6 +4,7 @@ from robustdepth.priors import (
     depth_prior,  # noqa: F401  (registration: OGD relative-depth prior)
     latency_queue,  # noqa: F401  (registration: SEC-Depth)
     masks,  # noqa: F401  (registration: RoSAMDepth object masks)
+    rosam,  # noqa: F401  (registration: RoSAMDepth region priors, AROM + ORE)
     teacher,  # noqa: F401  (registration: teacher, day_model)
 )
 from robustdepth.priors.base import PROVIDERS, Provider, ProviderConfig, ProviderSet, register_provider
