@@ -162,3 +162,14 @@ def test_resolve_chain_wires_teacher_day_model_and_histogram_by_the_stated_rules
         resolve_chain(load_config("monodepth2"), "s", teacher=teacher, histogram=histogram)
     with pytest.raises(ConfigError, match="no day_model provider"):
         resolve_chain(load_config("md4all_dd"), "s", teacher=teacher, day=day, histogram=histogram)
+
+
+def test_train_stops_its_persistent_loader_workers(corridor: Path, tmp_path: Path) -> None:
+    """A process that trains several runs in a row (benchmarks, demo) must not keep each run's worker processes:
+    they hold the dataset and its frame cache (a benchmark process was killed for memory by the leak)."""
+    import multiprocessing
+
+    before = set(multiprocessing.active_children())
+    cfg = load_config("monodepth2", corridor_overrides(corridor, **{"optim.max_steps": 2, "data.num_workers": 1}))
+    assert train(cfg, run_dir=tmp_path / "run") is not None
+    assert set(multiprocessing.active_children()) - before == set()

@@ -453,10 +453,22 @@ class Trainer:
         return DataError(f"{error}{where}")
 
     def close(self) -> None:
+        """Release what the run holds: the loader's persistent worker processes (each keeps a copy of the
+        dataset and its frame cache: a process that trains several runs in a row — the benchmarks, the demo —
+        would otherwise keep every run's workers alive), the run folder's lock, the process group."""
+        shutdown_workers(self.loader)
         if self.run_lock is not None:
             self.run_lock.release()
             self.run_lock = None
         shutdown(self.dist)
+
+
+def shutdown_workers(loader: DataLoader) -> None:
+    """Stop ``loader``'s persistent worker processes now (torch keeps them until its iterator is collected)."""
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    loader._iterator = None
 
 
 class _BatchLoadError(Exception):
