@@ -45,6 +45,9 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("sec_monodepth2", "sec_positive_only", "SEC-Depth", "what the negatives (past selves) add to JS(A, P)"),
     ("sec_frozen_queue", "sec_monodepth2", "SEC-Depth", "a queue frozen after the warm-up vs the refreshed one"),
     ("md2_deg_s5", "md2_continued", "SEC-Depth", "degraded inputs every 5th step vs clear continued training"),
+    ("sec_monodepth2_s1", "md2_deg_s1", "SEC-Depth", "SECL with S = 1 vs the same inputs without it"),
+    ("sec_monodepth2_s10", "md2_deg_s10", "SEC-Depth", "SECL with S = 10 vs the same inputs without it"),
+    ("md4all_dd_sec", "md4all_dd", "SEC-Depth", "SECL on the md4all-DD host vs the host alone"),
     ("acdepth_ogd", "acdepth_ld", "ACDepth", "OGD with the teacher's prior vs L_d alone"),
     ("acdepth_ogd_oracle", "acdepth_ld", "ACDepth", "OGD with the oracle prior vs L_d alone"),
     ("acdepth_lc", "acdepth_ld", "ACDepth", "feature consistency L_c vs L_d alone"),
@@ -54,6 +57,11 @@ CLAIMS: tuple[tuple[str, str, str, str], ...] = (
     ("rosam", "syn2real_ra", "RoSAMDepth", "RoSAMDepth (felzenszwalb masks) vs its baseline Syn2Real-RA"),
     ("rosam_world_masks", "syn2real_ra", "RoSAMDepth", "RoSAMDepth (coverage-matched oracle masks) vs Syn2Real-RA"),
     ("rosam_world_masks", "rosam", "RoSAMDepth", "oracle masks vs felzenszwalb masks"),
+    ("rosam_ore", "syn2real_ra", "RoSAMDepth", "ORE alone vs Syn2Real-RA"),
+    ("rosam_src", "syn2real_ra", "RoSAMDepth", "SRC alone vs Syn2Real-RA"),
+    ("rosam_arom", "syn2real_ra", "RoSAMDepth", "AROM alone vs Syn2Real-RA"),
+    ("rosam_arom_rgl", "syn2real_ra", "RoSAMDepth", "AROM + L_rgl vs Syn2Real-RA"),
+    ("rosam_arom_rgl_ore", "syn2real_ra", "RoSAMDepth", "AROM + L_rgl + ORE vs Syn2Real-RA"),
 )
 
 
@@ -106,6 +114,14 @@ def run(protocol: BenchProtocol, runs: Path, replicates: int) -> dict[str, Any]:
     return {"claims": claims, "missing": missing}
 
 
+def seed_noise(claims: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How far the per-seed differences of each two-seed claim lie apart: the seed noise a one-seed claim
+    lacks (min / max over the claims, and how many)."""
+    spreads = [abs(a - b) for c in claims if len(c["per_seed_adverse"]) == 2
+               for a, b in [tuple(c["per_seed_adverse"].values())]]
+    return {"min": min(spreads), "max": max(spreads), "pairs": len(spreads)} if spreads else None
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     lines = ["# The method issues' claims: paired effects with intervals", "",
              f"Command: `{result['command']}`. Protocol: {result['protocol']} ({result['protocol_summary']}). "
@@ -124,8 +140,15 @@ def to_markdown(result: dict[str, Any]) -> str:
             e = c["effects"][cond]
             cells.append(f"{e['mean']:+.4f} [{e['low']:+.4f}, {e['high']:+.4f}] {mark[e['verdict']]}")
         per_seed = ", ".join(f"{v:+.4f}" for v in c["per_seed_adverse"].values())
+        seeds = ", ".join(map(str, c["seed_list"])) + (" †" if len(c["seed_list"]) == 1 else "")
         lines.append(f"| {c['issue']} | `{c['method']}` − `{c['baseline']}`: {c['question']} | "
-                     f"{', '.join(map(str, c['seed_list']))} | {per_seed} | " + " | ".join(cells) + " |")
+                     f"{seeds} | {per_seed} | " + " | ".join(cells) + " |")
+    noise = seed_noise(result["claims"])
+    lines += ["", "† One seed: the interval is the test frames' sampling alone and carries no seed-to-seed noise, "
+              "so its verdict overstates what is resolved. "
+              + (f"Across the two-seed claims above, a claim's two per-seed differences lie {noise['min']:.4f}–"
+                 f"{noise['max']:.4f} apart in adverse-mean AbsRel ({noise['pairs']} claims): a one-seed effect of "
+                 "that size is not a result." if noise else "")]
     if result["missing"]:
         lines += ["", "Not yet measurable (a row has no finished run; train it with its table's `--rows`): "
                   + "; ".join(f"`{m['method']}` − `{m['baseline']}` (unfinished: {', '.join(m['unfinished'])})"

@@ -42,7 +42,15 @@ def test_pairs_use_only_seeds_both_rows_finished_and_report_each_seeds_differenc
     assert result["missing"] == [{"method": "m", "baseline": "absent", "issue": "X", "unfinished": ["absent"]}]
     text = effects.to_markdown({**result, "command": "c", "protocol": "p", "protocol_summary": "s",
                                 "runs_root": "r", "replicates": 200, "level": 0.95})
-    assert "`m` − `b`: m vs b | 42 | -0.0150 |" in text and "unfinished: absent" in text
+    assert "`m` − `b`: m vs b | 42 † | -0.0150 |" in text and "unfinished: absent" in text
+    assert "† One seed" in text
+
+
+def test_seed_noise_is_the_spread_of_each_two_seed_claims_per_seed_differences(effects: Any) -> None:
+    claims = [{"per_seed_adverse": {42: -0.005, 43: -0.007}}, {"per_seed_adverse": {42: 0.001, 43: -0.003}},
+              {"per_seed_adverse": {42: 0.02}}]
+    assert effects.seed_noise(claims) == {"min": pytest.approx(0.002), "max": pytest.approx(0.004), "pairs": 2}
+    assert effects.seed_noise(claims[2:]) is None
 
 
 @pytest.mark.parametrize("script", ["method_effects.py", "sec.py", "distillation.py", "rosam.py"])
