@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def effects() -> Any:
-    spec = importlib.util.spec_from_file_location("method_effects", REPO / "benchmarks" / "method_effects.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("method_effects")
 
 
 def _frames(offset: dict[str, float]) -> list[dict[str, Any]]:

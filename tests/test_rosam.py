@@ -173,13 +173,9 @@ def test_arom_flags_planted_outliers_and_not_uniform_regions() -> None:
 
 def _checks_module():  # type: ignore[no-untyped-def]
     """benchmarks/rosam_checks.py: the constructed road scene the false-positive measurement uses."""
-    import importlib.util
+    from tests.conftest import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "rosam_checks.py"
-    spec = importlib.util.spec_from_file_location("rosam_checks", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_benchmark("rosam_checks")
 
 
 def test_arom_keeps_a_correct_teacher_unflagged_and_still_catches_planted_outliers() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -10,15 +9,13 @@ from typing import Any
 import pytest
 
 from robustdepth.config import load_config
+from tests.conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rosam_bench", REPO / "benchmarks" / "rosam.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return load_benchmark("rosam")
 
 
 def _row(adverse: float, clear: float) -> dict[str, Any]:

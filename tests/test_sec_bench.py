@@ -3,7 +3,6 @@ queue's record read from a checkpoint, and row selection."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
@@ -13,16 +12,14 @@ import torch
 from robustdepth.bench.protocol import RUN_REGISTRY
 from robustdepth.checkpoint import FORMAT
 from robustdepth.config import load_config
+from tests.conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sec_bench", REPO / "benchmarks" / "sec.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("sec")
 
 
 def _row(adverse: float) -> dict:
