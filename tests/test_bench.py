@@ -186,7 +186,8 @@ def test_v2_protocol_keeps_v1_teacher_and_states_its_version() -> None:
                "teacher_steps", "teacher_batch_size", "teacher_lr", "eval_split", "eval_protocol", "max_frames")
     assert {k: getattr(v1, k) for k in teacher} == {k: getattr(v2, k) for k in teacher}
     assert v1.summary().startswith("protocol v1:") and v2.summary().startswith("protocol v2:")
-    assert "12 epochs" in v2.summary() and "seeds 42, 43, 44" in v2.summary()
+    assert "10 epochs" in v2.summary() and "seeds 42, 43, 44" in v2.summary()
+    assert (v1.student_overlay, v2.student_overlay) == ("", "fast") and "+fast overlay" in v2.summary()
     # versioned runs roots; the default roots of every version share v1's teacher folder
     assert default_runs_root(v1) == Path("runs/bench") and default_runs_root(v2) == Path("runs/bench_v2")
     assert default_runs_root(quick_protocol(v2)) == Path("runs/bench_v2_quick")
@@ -241,11 +242,13 @@ def test_v2_schedule_touches_students_not_the_teacher(protocol: BenchProtocol, r
     from robustdepth.training.stages import config_differences
 
     v2 = replace(protocol, version=2, student_epochs=3, student_steps=0, student_decay_every_epochs=2.25,
-                 student_gamma=0.1)
+                 student_gamma=0.1, student_overlay="fast")
     cfg = row_config(v2, "md4all_dd", "md4all_dd", teacher=teacher, runs_root=runs)
     per_epoch = len(build_dataset(cfg, cfg.data.train_split, train=True)) // v2.student_batch_size
     assert student_budget(v2) == 3 * per_epoch == cfg.optim.max_steps
     assert cfg.optim.decay_every_epochs == 2.25 and cfg.optim.gamma == 0.1 and cfg.optim.lr == protocol.student_lr
+    # the student overlay (fast) reaches students only; the shared teacher keeps the plain recipe
+    assert (cfg.train.precision, cfg.train.channels_last, cfg.optim.fused) == ("bf16", True, True)
     v1_cfg = row_config(protocol, "md4all_dd", "md4all_dd", teacher=teacher, runs_root=runs)
     assert v1_cfg.optim.decay_every_epochs != 2.25  # version 1 keeps the recipe's decay (cached runs stay valid)
 
@@ -256,6 +259,7 @@ def test_v2_schedule_touches_students_not_the_teacher(protocol: BenchProtocol, r
     from robustdepth.config import to_dict
 
     assert config_differences(to_dict(teacher_cfg(protocol)), teacher_cfg(v2)) == []
+    assert teacher_cfg(v2).train.precision == "fp32"
     assert teacher_cfg(v2).optim.decay_every_epochs == teacher_cfg(protocol).optim.decay_every_epochs
     # --device passes through to train.device; a run trained elsewhere is still the same experiment
     gpu = replace(protocol, device="cuda")
@@ -334,3 +338,25 @@ def test_methods_mean_row_over_seeds() -> None:
     assert out["clear"]["abs_rel"] == pytest.approx(0.21) and out["adverse_mean"]["abs_rel"] == pytest.approx(0.28)
     assert out["gap_abs_rel"] == pytest.approx(0.07) and out["s_per_step"] == pytest.approx(1.5)
     assert out["seed_sd"]["adverse_mean_abs_rel"] == pytest.approx(0.02 * 2 ** 0.5)
+
+
+def test_parallel_table_trains_each_chain_first_then_collects_without_retraining(
+        protocol: BenchProtocol, tmp_path: Path) -> None:
+    """``--jobs 2``: a seed-44 Syn2Real run waits for its chain (md4all-DD, the protocol's seed), the shared day
+    histogram is written once by the parent, and the serial pass afterwards reuses every run."""
+    from robustdepth.bench import methods
+
+    assert methods.chain_keys("rosam") == methods.chain_keys("syn2real_ra") == {"md4all_dd"}
+    assert methods.chain_keys("md4all_dd") == set() == methods.chain_keys(TEACHER)
+    runs = tmp_path / "runs"
+    methods.train_parallel(protocol, runs, [("syn2real_ra", 44), ("md2_continued", 42)], jobs=2)
+    chain, seeded = runs / "md4all_dd" / "checkpoints" / "last.pt", runs / "syn2real_ra@seed44"
+    assert chain.is_file() and (runs / "md2_continued" / "checkpoints" / "last.pt").is_file()
+    assert chain.stat().st_mtime <= (seeded / "config.yaml").stat().st_mtime  # the chain finished first
+    assert load_checkpoint(seeded / "checkpoints" / "last.pt")["config"]["train"]["seed"] == 44
+    assert len(list((runs / "day_histograms").glob("*.json"))) == 1
+    stamps = {p: p.stat().st_mtime for p in runs.rglob("last.pt")}
+    rows = methods.table_rows(["syn2real_ra"])
+    trained = methods.train_table(protocol, runs, rows, seeds=[44])
+    assert trained["Syn2Real-RA"][44][0] == seeded / "checkpoints" / "last.pt"
+    assert {p: p.stat().st_mtime for p in runs.rglob("last.pt")} == stamps  # collected, not retrained

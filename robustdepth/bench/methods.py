@@ -162,19 +162,104 @@ def corruption_scores(checkpoint: Path, gts: list[np.ndarray], images: dict[str,
     return summary
 
 
-def train_table(protocol: BenchProtocol, runs: Path, rows: dict[str, TableRow], seeds: list[int] | None = None,
-                ) -> dict[str, dict[int, tuple[Path, float | None]]]:
-    """Every (row, seed) run, seed-major (all rows of the first seed, then the next seed: a stopped table
-    has whole seeds); {label: {seed: (checkpoint, s/step)}}."""
-    done: dict[str, tuple[Path, float | None]] = {}
-    runs_by_row: dict[str, dict[int, tuple[Path, float | None]]] = {name: {} for name in rows}
+def table_units(protocol: BenchProtocol, rows: dict[str, TableRow], seeds: list[int] | None = None,
+                ) -> list[tuple[str, int]]:
+    """Every (row label, seed) run of the table, seed-major (all rows of the protocol's seed, then the next
+    seed: a stopped table has whole seeds)."""
     order = sorted({s for row in rows.values() for s in row_seeds(protocol, row, seeds)},
                    key=lambda s: (s != protocol.seed, s))
-    for seed in order:
-        for name, row in rows.items():
-            if seed in row_seeds(protocol, row, seeds):
-                runs_by_row[name][seed] = run_row(protocol, row.key, runs, done, seed=seed)
+    return [(name, seed) for seed in order for name, row in rows.items() if seed in row_seeds(protocol, row, seeds)]
+
+
+def train_table(protocol: BenchProtocol, runs: Path, rows: dict[str, TableRow], seeds: list[int] | None = None,
+                jobs: int = 1) -> dict[str, dict[int, tuple[Path, float | None]]]:
+    """Every (row, seed) run (:func:`table_units` order); {label: {seed: (checkpoint, s/step)}}. With
+    ``jobs`` > 1 the runs train first in that many worker processes (:func:`train_parallel`); the loop below
+    then only collects them (a finished run is reused, never retrained)."""
+    units = table_units(protocol, rows, seeds)
+    if jobs > 1:
+        train_parallel(protocol, runs, [(rows[name].key, seed) for name, seed in units], jobs)
+    done: dict[str, tuple[Path, float | None]] = {}
+    runs_by_row: dict[str, dict[int, tuple[Path, float | None]]] = {name: {} for name in rows}
+    for name, seed in units:
+        runs_by_row[name][seed] = run_row(protocol, rows[name].key, runs, done, seed=seed)
     return runs_by_row
+
+
+def chain_keys(key: str) -> set[str]:
+    """The registry rows ``key``'s chain needs (its teacher, initialisation and Φ_day, recursively; never the
+    protocol's teacher, which :func:`train_parallel` trains first)."""
+    if key == TEACHER:
+        return set()
+    spec = RUN_REGISTRY[key]
+    direct = {k for k in (spec.teacher, spec.init_row, spec.day) if k not in (None, TEACHER)}
+    return direct.union(*(chain_keys(k) for k in direct))
+
+
+def _init_worker(threads: int) -> None:
+    """A training worker's intra-op threads: the machine's cores shared evenly between the workers (two
+    workers with two threads each would make every OpenMP barrier wait for a descheduled partner)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _train_unit(protocol: BenchProtocol, runs: Path, key: str, seed: int) -> tuple[Path, float | None]:
+    return run_row(protocol, key, runs, seed=seed)
+
+
+def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, int]], jobs: int) -> None:
+    """Train ``units`` ((registry key, seed) pairs) in ``jobs`` worker processes, each as soon as its chain has
+    finished (the chain rows are trained with the protocol's seed first, as :func:`run_row` would).
+
+    The teacher and every file that rows share — Syn2Real's day histograms, the felzenszwalb mask cache — are
+    made here, in this process, before a unit that needs them starts (:func:`row_config` writes them), so two
+    workers never write the same file; a run folder is locked by the trainer, so two never train the same run.
+    A failed unit does not stop the others; the first failure is raised once every started unit has ended
+    (finished runs stay finished, an interrupted one resumes on the next call)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    from robustdepth.bench.protocol import row_config, row_inputs
+
+    done: dict[str, tuple[Path, float | None]] = {}
+    run_row(protocol, TEACHER, runs, done)
+    units = [u for u in units if u[0] != TEACHER]  # trained above
+    chain = {(k, protocol.seed) for key, _ in units for k in chain_keys(key)}
+    pending = sorted(set(units) | chain, key=lambda u: (u not in chain, u[1] != protocol.seed, u[1],
+                                                        units.index(u) if u in units else -1))
+    finished: set[str] = set()  # keys whose protocol-seed run has finished (what a chain needs)
+    failures: list[BaseException] = []
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
+        running: dict[Future[tuple[Path, float | None]], tuple[str, int]] = {}
+        while pending or running:
+            for unit in [u for u in pending if chain_keys(u[0]) <= finished]:
+                if len(running) >= jobs:
+                    break
+                key, seed = unit
+                if not failures:  # after a failure start nothing new; let the running units finish
+                    row_config(protocol, key, **row_inputs(protocol, key, runs, done))  # shared files, here
+                    running[pool.submit(_train_unit, protocol, runs, key, seed)] = unit
+                pending.remove(unit)
+            if not running:
+                if pending and not failures:
+                    raise RuntimeError(f"benchmark rows wait on a chain that cannot finish: {sorted(pending)}")
+                break
+            ended, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in ended:
+                key, seed = running.pop(future)
+                try:
+                    future.result()
+                except Exception as err:  # reported once the other workers have ended
+                    failures.append(err)
+                    continue
+                if seed == protocol.seed:
+                    finished.add(key)
+    if failures:
+        raise failures[0]
 
 
 def mean_row(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
@@ -222,10 +307,10 @@ def comparisons(protocol: BenchProtocol, checkpoints: dict[str, dict[int, Path]]
 
 def run(protocol: BenchProtocol, out: Path, runs: Path, quick: bool = False,
         corruption_frames: int = CORRUPTION_FRAMES, rows: list[str] | None = None,
-        seeds: list[int] | None = None, replicates: int = BOOTSTRAP_REPLICATES) -> dict[str, Any]:
+        seeds: list[int] | None = None, replicates: int = BOOTSTRAP_REPLICATES, jobs: int = 1) -> dict[str, Any]:
     """Train/reuse, evaluate, compare and write the table; returns what methods.json holds."""
     table = table_rows(rows)
-    trained = train_table(protocol, runs, table, seeds)
+    trained = train_table(protocol, runs, table, seeds, jobs)
     checkpoints = {name: {s: ckpt for s, (ckpt, _) in by_seed.items()} for name, by_seed in trained.items()}
     gts, images = corrupted_clear_frames(protocol, corruption_frames)
     result_rows: dict[str, dict[str, Any]] = {}
@@ -399,6 +484,8 @@ def reading(result: dict[str, Any]) -> list[str]:
 
 
 def _cmd(args: argparse.Namespace) -> int:
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs {args.jobs}: give a number of worker processes >= 1")
     protocol = table_protocol(args.protocol, args.quick, device=args.device)
     runs = runs_root_for(protocol, args.runs)
     if args.seeds:
@@ -407,7 +494,7 @@ def _cmd(args: argparse.Namespace) -> int:
             raise ConfigError(f"--seeds {' '.join(map(str, unknown))}: not seeds of the protocol "
                               f"({', '.join(map(str, protocol.run_seeds))})")
     result = run(protocol, Path(args.out), runs, quick=args.quick, corruption_frames=args.corruption_frames,
-                 rows=args.rows, seeds=args.seeds, replicates=args.replicates)
+                 rows=args.rows, seeds=args.seeds, replicates=args.replicates, jobs=args.jobs)
     print(to_markdown(result, output_stem(protocol.version, args.quick)))
     return 0
 
@@ -429,4 +516,6 @@ def add_subparser(commands: Any) -> None:
     p.add_argument("--replicates", type=int, default=BOOTSTRAP_REPLICATES, help="bootstrap replicates")
     p.add_argument("--device", default=None, help="train.device and evaluation device (e.g. cuda; default: the "
                    "config's, auto); never required")
+    p.add_argument("--jobs", type=int, default=1, help="train this many runs at once, each in its own "
+                   "process with cores/jobs threads (2 on a 2-core CPU: one thread per run; 1 on a GPU)")
     p.set_defaults(func=_cmd)

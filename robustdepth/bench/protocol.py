@@ -75,6 +75,9 @@ class BenchProtocol:
     student_epochs: int = 0  # > 0: the student budget in epochs of the training split (student_steps derived)
     student_decay_every_epochs: float = 0.0  # > 0: students' lr ×student_gamma every this many epochs
     student_gamma: float = 0.1
+    # A recipe overlay every student row trains with (v2: ``fast`` = bf16 autocast + channels_last + fused Adam,
+    # robustdepth/recipes/fast.yaml); "" = none. The teacher keeps the plain recipe (it is shared with v1).
+    student_overlay: str = ""
     device: str | None = None  # train.device / evaluation device (None = the config's default, ``auto``)
 
     @classmethod
@@ -108,6 +111,7 @@ class BenchProtocol:
             version=get("version", int) if "version" in d else 1, seeds=tuple(seeds), student_epochs=epochs,
             student_decay_every_epochs=get("student.decay_every_epochs", float) if "decay_every_epochs" in student
             else 0.0, student_gamma=get("student.gamma", float) if "gamma" in student else 0.1,
+            student_overlay=get("student.overlay", str) if "overlay" in student else "",
             world_preset=get("world.preset", str), world_seed=get("world.seed", int),
             world_root=get("world.root", Path), height=get("resolution.height", int),
             width=get("resolution.width", int), seed=get("seed", int), teacher_recipe=get("teacher.recipe", str),
@@ -141,9 +145,10 @@ class BenchProtocol:
         decay = (f", lr ×{self.student_gamma:g} every {self.student_decay_every_epochs:g} epochs"
                  if self.student_decay_every_epochs else "")
         seeds = ", ".join(map(str, self.run_seeds))
+        overlay = f", +{self.student_overlay} overlay" if self.student_overlay else ""
         return (f"protocol v{self.version}: world {self.world_preset} (seed {self.world_seed}), {self.height}×"
                 f"{self.width}, teacher {self.teacher_steps} steps (batch {self.teacher_batch_size}), students "
-                f"{budget} (batch {self.student_batch_size}, lr {self.student_lr:g}{decay}), seeds {seeds}, "
+                f"{budget} (batch {self.student_batch_size}, lr {self.student_lr:g}{decay}{overlay}), seeds {seeds}, "
                 f"{self.eval_split} split, {self.eval_protocol} protocol (median scaling)")
 
 
@@ -381,6 +386,8 @@ def row_config(protocol: BenchProtocol, key: str, recipe: str, *, teacher: Path 
     """
     protocol_world(protocol)
     schedule = _student_schedule(protocol) if key != TEACHER else []
+    if key != TEACHER and protocol.student_overlay:
+        recipe = f"{recipe}+{protocol.student_overlay}"
     steps = steps or student_budget(protocol)
     # every row fine-tunes at the protocol's student lr; the teacher (and any row) overrides it in ``extra``
     base = [*protocol.common_overrides(), f"optim.batch_size={batch_size or protocol.student_batch_size}",
