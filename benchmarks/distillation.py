@@ -21,6 +21,9 @@ row is |seed 42 − seed 43|, and a difference between rows counts only when it 
 native resolution (``losses.distill.resolution=native``, the official code's form); the table says so.
 Seconds per training step are measured per run when it trains (wall and main-process CPU time; the
 machine's load average is recorded with them) and reused with the run.
+
+Run it from the repository root: run folders and the world are found relative to the working directory
+(runs/bench*, data/world), the same paths every table and ``robustdepth bench`` record and share.
 """
 
 from __future__ import annotations
@@ -149,7 +152,6 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     protocol = table_protocol(args.protocol, args.quick)
-    os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
     runs = runs_root_for(protocol, args.runs)
     stem = args.out / f"distillation{'_quick' if args.quick else ''}"
 

@@ -13,13 +13,15 @@ evaluated (and cached) on first use. Writes ``method_effects.{json,md}`` under `
 With two seeds the seed stage of the bootstrap has three distinct draws, so the interval is mostly the test
 frames' sampling: a statement about these seeds and this test set. The per-seed paired differences are listed
 beside it so that a reader sees whether the seeds agree.
+
+Run it from the repository root: run folders and the world are found relative to the working directory
+(runs/bench*, data/world), the same paths every table and ``robustdepth bench`` record and share.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +167,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     args = parser.parse_args()
     protocol = BenchProtocol.load(args.protocol)
-    os.chdir(REPO)  # run paths are stored relative to the repository root (robustdepth.bench.protocol)
     runs = runs_root_for(protocol, args.runs)
     result = run(protocol, runs, args.replicates)
     result.update({"command": "python benchmarks/method_effects.py" + protocol_flag(args.protocol, REPO),

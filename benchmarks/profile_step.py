@@ -20,8 +20,8 @@ as with trained weights. Terms that switch on late in training (``start_fraction
 first step so every term is measured. One step under ``torch.profiler`` per case gives the top operators.
 
 Results: ``docs/results/speed_profile.json`` and the "Step profile" section of ``speed.md`` (written by
-``benchmarks/speed.py``'s renderer, so either script keeps the other's sections). Times on a shared host are
-only indicative; the shares within one step are what this measures.
+``robustdepth.bench.speed_report``, the renderer benchmarks/speed.py also uses, so either script keeps the
+other's sections). Times on a shared host are only indicative; the shares within one step are what this measures.
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from speed import cpu_description, render_markdown  # the sibling script benchmarks/speed.py
 
+from robustdepth.bench.photometric_reference import reference_loss
 from robustdepth.bench.script import run_script
-from robustdepth.config import load_config
+from robustdepth.bench.speed_report import render_markdown
+from robustdepth.bench.timing import alternate, cpu_description, paired_speedup
+from robustdepth.configure import load_config
 from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,7 +197,8 @@ def top_operators(trainer: Trainer, batches: Iterator[dict[Any, Any]], n: int = 
 
 def photometric_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int) -> dict[str, Any]:
     """The Monodepth2 photometric term alone (forward + backward to the depth maps and poses), fused path vs
-    the previous one (tests/test_photometric_fused.py's reference), ALTERNATED in one process on one batch."""
+    the previous one (robustdepth.bench.photometric_reference, the equivalence test's reference too), ALTERNATED
+    in one process on one batch."""
     rows = {f"{h}x{w}": _photometric_row(world, tmp, h, w, rounds) for h, w in sizes}
     return {"rows": rows, "note": "The photometric term's forward and backward (batch 4, 3 frames, 4 scales; the "
             "network outputs are fixed leaves, so only the loss is timed), previous per-(scale, source) path vs "
@@ -203,12 +206,9 @@ def photometric_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], roun
 
 
 def _photometric_row(world: Path, tmp: Path, height: int, width: int, rounds: int) -> dict[str, Any]:
-    from speed import alternate, paired_speedup
-
     from robustdepth.geometry import Pose
     from robustdepth.networks import DepthOutput
     from robustdepth.training.context import StepContext, StepState
-    from tests.test_photometric_fused import reference_loss
 
     cfg = load_config("monodepth2", _overrides(world, height, width))
     trainer = Trainer(cfg, run_dir=tmp / f"photometric_{height}x{width}")
@@ -247,8 +247,6 @@ def _photometric_row(world: Path, tmp: Path, height: int, width: int, rounds: in
 def optimiser_paths(rounds: int) -> dict[str, Any]:
     """Adam's step over the Monodepth2 depth + pose weights: torch's default CPU path (a per-tensor loop) vs
     ``foreach`` and ``fused``, alternated; and how far each drifts from the default after 5 identical steps."""
-    from speed import alternate, paired_speedup
-
     from robustdepth.training.trainer import build_models
 
     cfg = load_config("monodepth2")

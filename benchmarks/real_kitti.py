@@ -38,7 +38,7 @@ import numpy as np
 
 from robustdepth.bench.script import run_script
 from robustdepth.checkpoint import load_checkpoint
-from robustdepth.config import apply_overrides, load_config
+from robustdepth.configure import apply_overrides, load_config
 from robustdepth.data import build_items
 from robustdepth.evaluation import get_protocol
 from robustdepth.evaluation.pose import constant_motion, snippet_ates

@@ -22,6 +22,9 @@ adverse" frames are online-degraded copies, so the masks are segmented on the CL
 student sees degraded, and ORE's photometric error uses the clear target and source frames (on real adverse
 data both would be the adverse frame itself). Cost on a fresh runs root: 11 student runs of the protocol's
 budget (each ≈ one syn2real_ra row) plus the teacher and Φ_syn when not cached; everything is cached and resumable.
+
+Run it from the repository root: run folders and the world are found relative to the working directory
+(runs/bench*, data/world), the same paths every table and ``robustdepth bench`` record and share.
 """
 
 from __future__ import annotations
@@ -323,7 +326,6 @@ def main(argv: list[str] | None = None) -> int:
 
     protocol = table_protocol(args.protocol, args.quick)
     out = Path(args.out).resolve()
-    os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
     runs = runs_root_for(protocol, args.runs)
     done: dict[str, tuple[Path, float | None]] = {}
     day = run_row(protocol, TEACHER, runs, done)[0]  # Φ_day: the shared cached day-clear teacher

@@ -33,6 +33,9 @@ the previous queue version (no age record: the literal trigger) is refused, nami
 The queue schedule is scaled to the short budget by the registry (robustdepth.training.stages.queue_schedule:
 warm-up and T_u are 10 % of the student steps). s/step is wall time of a run's training call (set-up included)
 divided by its steps; the machine may be shared, so the load average is recorded with it.
+
+Run it from the repository root: run folders and the world are found relative to the working directory
+(runs/bench*, data/world), the same paths every table and ``robustdepth bench`` record and share.
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ from robustdepth.bench.protocol import (
     table_protocol,
 )
 from robustdepth.bench.script import run_script
-from robustdepth.config import load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import load_config
 from robustdepth.inference import DepthModel
 from robustdepth.training.stages import finished_checkpoint, queue_schedule, read_timing
 
@@ -387,7 +391,6 @@ def main(argv: list[str] | None = None) -> int:
     train_only = selected_rows(args.rows, args.only)
     if args.refresh_probe:
         out = Path(args.out).resolve()
-        os.chdir(REPO)
         probe = refresh_probe(args.refresh_probe)
         out.mkdir(parents=True, exist_ok=True)
         (out / "sec_refresh_probe.json").write_text(json.dumps(probe, indent=1) + "\n")
@@ -397,7 +400,6 @@ def main(argv: list[str] | None = None) -> int:
     protocol = table_protocol(args.protocol, args.quick)
     out = Path(args.out).resolve()
     teacher_given = repo_relative(Path(args.teacher)) if args.teacher else None
-    os.chdir(REPO)  # run paths are stored relative to the repository root, so every table shares them
     runs = runs_root_for(protocol, args.runs)
     done: dict[str, tuple[Path, float | None]] = {TEACHER: (teacher_given, None)} if teacher_given else {}
     teacher = run_row(protocol, TEACHER, runs, done)[0]

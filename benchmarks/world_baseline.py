@@ -18,7 +18,7 @@ from pathlib import Path
 from robustdepth.bench.protocol import ADVERSE, BenchProtocol, evaluate_run, teacher_checkpoint
 from robustdepth.bench.script import run_script
 from robustdepth.checkpoint import load_checkpoint
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.evaluation import get_protocol
 from robustdepth.evaluation.runner import constant_median_baseline
 

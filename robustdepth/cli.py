@@ -51,7 +51,7 @@ def _config_errors_as_one_line(build: Callable[[], Any]) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from robustdepth.checkpoint import load_checkpoint
-    from robustdepth.config import apply_overrides, config_from_dict, load_config
+    from robustdepth.configure import apply_overrides, config_from_dict, load_config
     from robustdepth.training.trainer import train
 
     overrides = list(args.overrides)
@@ -85,7 +85,7 @@ def _usage_error(message: str) -> Exception:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from robustdepth.config import apply_overrides
+    from robustdepth.configure import apply_overrides
     from robustdepth.evaluation import PROTOCOLS, get_protocol
     from robustdepth.evaluation.report import print_table
     from robustdepth.inference import DepthModel
@@ -160,7 +160,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from robustdepth.config import load_config, to_yaml
+    from robustdepth.config import to_yaml
+    from robustdepth.configure import load_config
 
     print(to_yaml(load_config(args.recipe, args.overrides)), end="")
     return 0

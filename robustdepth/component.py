@@ -3,7 +3,7 @@
 A component class has a ``name`` (its key under ``losses`` or ``providers``) and a ``Config`` dataclass (its
 section's schema and defaults). :meth:`Component.check_config` holds the section's *static* checks — allowed
 values, ranges, other sections it needs — raising :class:`~robustdepth.config.ConfigError` naming the key; they
-run when a config is built (``robustdepth.config.validate``, so ``robustdepth config`` and every loader reject a
+run when a config is built (``robustdepth.configure.validate``, so ``robustdepth config`` and every loader reject a
 bad value before any work) and again when the component is constructed. Checks that need files or data belong
 in ``__init__``. :func:`register` adds a class to its registry under its unique name.
 """

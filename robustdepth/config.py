@@ -1,10 +1,12 @@
-"""Recipes: typed configuration with short YAML overrides.
+"""Configuration at the bottom of the package: the fixed sections, recipe files, merging and :class:`ConfigError`.
 
-A run is configured by one tree with fixed sections (``data``, ``model``, ``optim``, ``augment``,
-``train``, ``eval``) and two registry-built sections:
-
-* ``losses.<term>``   — one entry per registered loss term (``robustdepth.losses``); ``weight: 0`` = off.
-* ``providers.<name>`` — one entry per registered provider (teacher, prior, masks, …).
+A run is configured by one tree with fixed sections (``data``, ``model``, ``optim``, ``augment``, ``degrade``,
+``train``, ``eval``), defined here, and two registry-built sections (``losses.<term>``, ``providers.<name>``)
+that the components above this layer declare. This module imports nothing of the package above it: the full
+configuration — fixed sections + the component sections — is assembled one layer above the components, in
+:mod:`robustdepth.configure` (``load_config``, ``config_from_dict``, ``apply_overrides``, ``validate``). What
+lower layers need from a stored config (a frozen model's ``model`` and ``data`` sections) is
+:func:`fixed_config_from_dict`.
 
 A recipe YAML may name a ``base`` recipe (md4all-style short overrides); ``key=value`` overrides
 from the command line are applied last. Every key is checked against the schema: an unknown key is
@@ -82,8 +84,8 @@ class OptimConfig:
     decay_every_epochs: float = 15.0  # StepLR(step_size=15, gamma=0.1) in Monodepth2
     gamma: float = 0.1
     grad_clip: float = 0.0  # 0 = off
-    # torch's fused Adam kernel (one pass over all parameters; ×2.5–3.5 on the optimiser step on CPU,
-    # docs/results/speed.md). Off by default: it rounds differently from the default path (~1e-8 per step),
+    # torch's fused Adam kernel (one pass over all parameters; its speed-up: docs/results/speed.md).
+    # Off by default: it rounds differently from the default path (~1e-8 per step),
     # so a run's config — hence its resume and its benchmark cache — must not change under it.
     fused: bool = False
 
@@ -175,20 +177,16 @@ _FIXED_SECTIONS: dict[str, type] = {
 }
 
 
-def _registry_section(registry: dict[str, type]) -> DictConfig:
+def registry_section(registry: dict[str, type]) -> DictConfig:
     """A struct config with one typed sub-section per registered component's Config dataclass."""
-    section = OmegaConf.create({name: OmegaConf.structured(cls.Config) for name, cls in registry.items()})
-    return section
+    return OmegaConf.create({name: OmegaConf.structured(cls.Config) for name, cls in registry.items()})
 
 
-def schema() -> DictConfig:
-    """The full default configuration (every key, every default)."""
-    from robustdepth.losses import LOSSES
-    from robustdepth.priors import PROVIDERS
-
-    tree = {name: OmegaConf.structured(cls) for name, cls in _FIXED_SECTIONS.items()}
-    tree["losses"] = _registry_section(LOSSES)
-    tree["providers"] = _registry_section(PROVIDERS)
+def fixed_schema(sections: dict[str, DictConfig] | None = None) -> DictConfig:
+    """The fixed sections' defaults (every key) plus ``sections`` (name → section, e.g. the component
+    registries' sections that :func:`robustdepth.configure.schema` adds), as one struct config."""
+    tree: dict[str, Any] = {name: OmegaConf.structured(cls) for name, cls in _FIXED_SECTIONS.items()}
+    tree.update(sections or {})
     cfg = OmegaConf.create(tree)
     OmegaConf.set_struct(cfg, True)
     OmegaConf.set_struct(cfg.data.options, False)  # free-form: each dataset validates its own options
@@ -269,15 +267,14 @@ def recipe_parts(recipe: str | Path) -> list[str | Path]:
     return [part for part in str(recipe).split("+") if part]
 
 
-def load_config(recipe: str | Path | None = None, overrides: list[str] | None = None) -> DictConfig:
-    """Schema defaults <- recipe chain (base first) <- overlays (``a+b``) <- ``key=value`` overrides."""
-    cfg = schema()
+def merge_recipe(cfg: DictConfig, recipe: str | Path | None = None, overrides: list[str] | None = None,
+                 ) -> DictConfig:
+    """``cfg`` <- recipe chain (base first) <- overlays (``a+b``) <- ``key=value`` overrides; not validated."""
     for part in recipe_parts(recipe) if recipe is not None else []:
         for path, data in _recipe_chain(resolve_recipe_path(part)):
             cfg = _merge(cfg, data, f"recipe {path}")
     if overrides:
         cfg = _merge(cfg, _dotlist(overrides), "command-line override")
-    validate(cfg)
     return cfg
 
 
@@ -316,21 +313,30 @@ def _known_only(data: Any, node: Any, prefix: str, dropped: list[str]) -> Any:
     return kept
 
 
-def config_from_dict(data: dict[str, Any], strict: bool = True) -> DictConfig:
-    """Rebuild a validated config from a plain dict (e.g. the one stored in a checkpoint).
+def merge_stored(base: DictConfig, data: dict[str, Any], strict: bool = True) -> DictConfig:
+    """``data`` (e.g. a config stored in a checkpoint) merged onto the schema ``base``; not validated.
 
-    ``strict=False`` (inference, frozen teachers) drops keys that newer code no longer has, with a
-    warning naming them, so older checkpoints keep loading; resuming training stays strict.
+    ``strict=False`` (inference, frozen teachers) drops keys that ``base`` does not have, with a warning naming
+    them, so older checkpoints keep loading; resuming training stays strict.
     """
-    base = schema()
     if not strict:
         dropped: list[str] = []
         data = _known_only(data, base, "", dropped)
         if dropped:
             warnings.warn(f"stored config keys unknown to this version were ignored: {', '.join(dropped)}",
-                          stacklevel=2)
-    cfg = _merge(base, data, "stored config")
-    validate(cfg)
+                          stacklevel=3)
+    return _merge(base, data, "stored config")
+
+
+def fixed_config_from_dict(data: dict[str, Any]) -> DictConfig:
+    """The fixed sections of a stored config (its ``model``, ``data``, … ; component sections left out, keys this
+    version does not have dropped silently), validated: what a frozen model or a loader below the components
+    needs from a checkpoint."""
+    dropped: list[str] = []
+    base = fixed_schema()
+    cfg = _merge(base, _known_only({k: v for k, v in data.items() if k in _FIXED_SECTIONS}, base, "", dropped),
+                 "stored config")
+    validate_fixed(cfg)
     return cfg
 
 
@@ -342,8 +348,9 @@ def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Cross-field checks the types alone cannot express."""
+def validate_fixed(cfg: DictConfig) -> None:
+    """Cross-field checks of the fixed sections that the types alone cannot express (the components' own
+    checks are added by :func:`robustdepth.configure.validate`)."""
     _resolve_all(cfg)
     data, model = cfg.data, cfg.model
     for name in ("height", "width"):
@@ -379,20 +386,6 @@ def validate(cfg: DictConfig) -> None:
     if cfg.optim.batch_size < 1:
         raise ConfigError(f"optim.batch_size={cfg.optim.batch_size}: must be >= 1")
     _validate_run_mechanics(cfg)
-    _validate_components(cfg)
-
-
-def _validate_components(cfg: DictConfig) -> None:
-    """Each enabled loss term's and provider's own static checks (``check_config``), at build time."""
-    from robustdepth.losses import LOSSES
-    from robustdepth.priors import PROVIDERS
-
-    for name, term in LOSSES.items():
-        if float(cfg.losses[name].weight) != 0.0:
-            term.check_config(cfg.losses[name], cfg)
-    for name, provider in PROVIDERS.items():
-        if provider.is_enabled(cfg.providers[name]):
-            provider.check_config(cfg.providers[name], cfg)
 
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -429,8 +422,8 @@ def _validate_run_mechanics(cfg: DictConfig) -> None:
 
 
 
-def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
-    """``key=value`` overrides on an existing config (e.g. one stored in a checkpoint), validated."""
+def merge_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """``key=value`` overrides on an existing config (e.g. one stored in a checkpoint); not validated."""
     if not overrides:
         return cfg
     update = _dotlist(overrides)
@@ -440,6 +433,4 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         # one dataset and evaluated on another starts from empty options; the overrides' own options still apply.
         cfg = cfg.copy()
         cfg.data.options = {}
-    merged = _merge(cfg, update, "command-line override")
-    validate(merged)
-    return merged
+    return _merge(cfg, update, "command-line override")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.evaluation import get_protocol, load_results, write_results
 from robustdepth.evaluation.report import format_table, plot_metric_bars
 from robustdepth.evaluation.runner import evaluate_model
@@ -144,7 +144,7 @@ def benchmark_section(path: Path = METHODS_RESULTS) -> list[str]:
     if not path.is_file():
         return ["## Every method (benchmark protocol)", "",
                 f"`{path}` is not there (an installed package has no docs/): run `{command}` "
-                "(about 1 h on 2 cores).", ""]
+                "(its cost: docs/results/bench_cost.md in the repository).", ""]
     result = json.loads(path.read_text())
     p = result["protocol"]
     note = (f"Made by `{command}` (not re-run by the demo), from `docs/results/methods.md`: teacher "

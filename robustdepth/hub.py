@@ -176,7 +176,7 @@ def from_pretrained(path: str | Path, device: str = "auto", precision: str = "fp
     """A :class:`robustdepth.inference.DepthModel` from a :func:`save_pretrained` directory (no pickle read)."""
     from safetensors.torch import load_file
 
-    from robustdepth.config import config_from_dict
+    from robustdepth.configure import config_from_dict
     from robustdepth.devices import resolve_device
     from robustdepth.inference import DepthModel
     from robustdepth.networks import DepthNet

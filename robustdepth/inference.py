@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robustdepth.checkpoint import CheckpointError, load_checkpoint, load_weights
-from robustdepth.config import config_from_dict
+from robustdepth.configure import config_from_dict
 from robustdepth.data.base import DataError, read_rgb, to_rgb
 from robustdepth.data.folder import IMAGE_SUFFIXES
 from robustdepth.devices import resolve_device
@@ -96,8 +96,8 @@ def image_to_tensor(image: Any) -> torch.Tensor:
 
 PRECISIONS = ("fp32", "bf16", "auto")
 BACKENDS = ("torch", "onnxruntime")
-#: Frames after which ``predict_to_folder`` compiles the network (CPU: a ~50 s cold compile saves ~10 ms
-#: per 640×192 frame; on a GPU compiling pays sooner).
+#: Frames after which ``predict_to_folder`` compiles the network: where the cold compile is paid back by the
+#: per-frame saving (both measured in docs/results/speed.md); on a GPU compiling pays sooner.
 COMPILE_AFTER_FRAMES = {"cpu": 5000, "cuda": 500}
 PREDICT_BATCH = 8  # frames per network call when predicting folders and videos
 
@@ -136,8 +136,8 @@ class DepthModel:
 
     Speed: the network runs in channels_last memory format (oneDNN/cuDNN's fast layout; same fp32
     numerics) and, with ``precision="bf16"`` (or ``"auto"`` on a bf16-capable CPU/GPU), in bf16 with the
-    weights cast once (``bf16_weights=False``: bf16 autocast over the fp32 weights instead) — ×2.1-2.9 on an
-    AVX512-BF16 CPU, more with AMX, depth within ~1 % (see docs/results/speed.md). ``compile()``
+    weights cast once (``bf16_weights=False``: bf16 autocast over the fp32 weights instead); its speed-up per
+    CPU and its depth error against fp32 are measured in docs/results/speed.md. ``compile()``
     adds ``torch.compile`` for long jobs. ``robustdepth.load`` and ``predict`` default to ``"auto"`` (the
     fastest safe path); this class and ``robustdepth eval`` default to fp32, so evaluation tables match the
     checkpoint's exactly.
@@ -200,8 +200,8 @@ class DepthModel:
     def compile(self) -> DepthModel:
         """Run the network through ``torch.compile`` (inductor, frozen weights) from now on.
 
-        Cold compile: ~1 min on CPU. The weights are frozen into the compiled graph at its first call:
-        load new weights into ``net`` only before that, or compile a new DepthModel.
+        The first call pays a cold compile (docs/results/speed.md). The weights are frozen into the compiled
+        graph at its first call: load new weights into ``net`` only before that, or compile a new DepthModel.
         """
         if self.compiled is None:
             self.compiled = torch.compile(ScaleZeroDisparity(self.net), dynamic=False)
@@ -218,8 +218,8 @@ class DepthModel:
             if self._use_compiled(images):
                 import torch._inductor.config as inductor_config
 
-                # Freezing folds the (inference-only) weights into the graph and pre-packs them for oneDNN:
-                # measured ×2.8 vs ×2.1 without, over eager fp32 at 640×192 on CPU.
+                # Freezing folds the (inference-only) weights into the graph and pre-packs them for oneDNN,
+                # which the compiled path needs to beat the bf16 eager one (docs/results/speed.md).
                 with inductor_config.patch(freezing=True):
                     disp = self.compiled(images)
             else:

@@ -8,7 +8,7 @@ from typing import Any
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.training.pipeline import run_pipeline
 
     cfg = load_config(args.recipe, args.overrides)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.training.trainer import Trainer
 
 

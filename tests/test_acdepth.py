@@ -330,7 +330,7 @@ def _same(resolved, official) -> bool:
 
 @pytest.mark.parametrize("recipe", sorted(OFFICIAL))
 def test_faithful_recipes_resolve_to_the_official_settings(recipe: str) -> None:
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
 
     cfg = load_config(recipe)
     wrong = {k: (_resolved(cfg, k), v) for k, v in OFFICIAL[recipe].items() if not _same(_resolved(cfg, k), v)}
@@ -350,7 +350,7 @@ def test_lc_start_fractions_are_the_official_epochs() -> None:
 def test_faithful_pipeline_teacher_is_the_md4all_baseline(recipe: str) -> None:
     """The pipeline's teacher stage of a faithful recipe is md4all's baseline: photometric + velocity 0.02, dataset
     normalisation, clean data, ImageNet init, the student's dataset and resolution."""
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.training.pipeline import teacher_stage_config
 
     student = load_config(recipe)
@@ -370,7 +370,8 @@ def test_world_training_batches_carry_gt_to_the_oracle_prior(tmp_path) -> None:
 
     from robustdepth import world
     from robustdepth.checkpoint import save_checkpoint
-    from robustdepth.config import load_config, to_dict
+    from robustdepth.config import to_dict
+    from robustdepth.configure import load_config
     from robustdepth.data import build_dataset
     from robustdepth.networks import DepthNet
     from robustdepth.priors.depth_prior import DepthPrior

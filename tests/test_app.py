@@ -16,7 +16,8 @@ from PIL import Image
 
 from robustdepth.app import condition_grid, degrade_frame, depth_downloads, load_models, to_rgb_array
 from robustdepth.checkpoint import save_checkpoint
-from robustdepth.config import load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import load_config
 from robustdepth.networks import DepthNet
 
 H, W = 64, 96

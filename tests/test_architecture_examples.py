@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import DATASETS, build_dataset
 from robustdepth.evaluation.protocols import PROTOCOLS
 from robustdepth.losses.base import LOSSES

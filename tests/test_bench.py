@@ -32,6 +32,7 @@ from robustdepth.bench.protocol import (
     row_config,
     row_dir,
     row_inputs,
+    run_folder,
     run_row,
     seed_alias,
     seed_dir,
@@ -354,6 +355,11 @@ def test_parallel_table_trains_each_chain_first_then_collects_without_retraining
     assert chain.is_file() and (runs / "md2_continued" / "checkpoints" / "last.pt").is_file()
     assert chain.stat().st_mtime <= (seeded / "config.yaml").stat().st_mtime  # the chain finished first
     assert load_checkpoint(seeded / "checkpoints" / "last.pt")["config"]["train"]["seed"] == 44
+    # run_folder names the folders run_row trains: a seed's own, a registered twin, the protocol seed's, the teacher's
+    assert run_folder(protocol, runs, "syn2real_ra", 44) == seeded
+    assert run_folder(protocol, runs, "syn2real_ra", 43) == runs / "syn2real_ra_seed43"
+    assert run_folder(protocol, runs, "md4all_dd", protocol.seed) == runs / "md4all_dd"
+    assert run_folder(protocol, runs, TEACHER) == runs / TEACHER
     assert len(list((runs / "day_histograms").glob("*.json"))) == 1
     stamps = {p: p.stat().st_mtime for p in runs.rglob("last.pt")}
     rows = methods.table_rows(["syn2real_ra"])

@@ -23,7 +23,8 @@ from PIL import Image
 
 from robustdepth.checkpoint import save_checkpoint
 from robustdepth.cli import main
-from robustdepth.config import load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import load_config
 from robustdepth.networks import DepthNet
 from robustdepth.training.rundir import RunLock
 from tests.conftest import corridor_overrides, write_corridor_sequence

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from robustdepth.config import ConfigError, apply_overrides, config_from_dict, load_config, to_dict
+from robustdepth.config import ConfigError, to_dict
+from robustdepth.configure import apply_overrides, config_from_dict, load_config
 
 
 def test_monodepth2_recipe_has_md2_defaults() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.base import DataError, parse_intrinsics
 from tests.conftest import corridor_overrides, write_corridor_sequence

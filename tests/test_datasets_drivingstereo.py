@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.drivingstereo import WEATHERS
 from tests.test_datasets_kitti import REAL, assert_metrics, constant_depth_checkpoint, hand_metrics, run_eval

@@ -15,7 +15,8 @@ from PIL import Image
 
 from robustdepth.checkpoint import FORMAT, code_version
 from robustdepth.cli import main
-from robustdepth.config import apply_overrides, load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import apply_overrides, load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.kitti import (
     export_gt,

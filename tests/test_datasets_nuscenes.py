@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.nuscenes import scene_condition, static_filter
 from tests.test_datasets_kitti import REAL, assert_metrics, constant_depth_checkpoint, hand_metrics, run_eval

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.robotcar import (
     GT_SUBDIR,

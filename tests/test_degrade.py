@@ -218,7 +218,8 @@ def test_offline_supply_reads_md4all_style_translated_folders(tmp_path) -> None:
     import numpy as np
     from PIL import Image
 
-    from robustdepth.config import ConfigError, load_config
+    from robustdepth.config import ConfigError
+    from robustdepth.configure import load_config
     from robustdepth.data import build_dataset
     from tests.conftest import corridor_overrides, write_corridor_sequence
 

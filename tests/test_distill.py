@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.losses.distill import DistillLoss, relative_l1
 from robustdepth.losses.syn2real import Syn2RealKLLoss, consistency_weight, histogram_kl
 from robustdepth.networks import DepthOutput

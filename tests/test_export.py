@@ -13,7 +13,7 @@ from PIL import Image
 
 from robustdepth import export
 from robustdepth.cli import main
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.inference import DepthModel
 from robustdepth.networks import ScaleZeroDisparity
 from robustdepth.training.trainer import Trainer

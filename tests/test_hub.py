@@ -13,7 +13,8 @@ from PIL import Image
 
 from robustdepth.checkpoint import CheckpointError, save_checkpoint
 from robustdepth.cli import main
-from robustdepth.config import load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import load_config
 from robustdepth.hub import depth_estimation, from_pretrained, save_pretrained
 from robustdepth.inference import DepthModel
 from robustdepth.networks import DepthNet

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from robustdepth.cli import main
-from robustdepth.config import apply_overrides, load_config
+from robustdepth.configure import apply_overrides, load_config
 from robustdepth.data import build_dataset, build_items
 from robustdepth.data.base import DataError
 from robustdepth.data.drives import source_config

@@ -175,7 +175,7 @@ def test_translator_in_the_data_path_end_to_end(tmp_path: Path, capsys: pytest.C
     from PIL import Image
 
     from robustdepth.cli import main
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.data import build_dataset
     from robustdepth.degrade.learned_io import load_trained_translator
     from tests.conftest import corridor_overrides, write_corridor_sequence

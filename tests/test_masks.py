@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import DataError, build_dataset
 from robustdepth.priors.masks import (
     MasksConfig,

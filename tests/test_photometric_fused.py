@@ -1,63 +1,25 @@
 """The fused photometric path equals the per-call path it replaced, to float rounding, in value and gradient.
 
-The references below are the previous implementations, kept verbatim in spirit: five separate pools per SSIM
-call, one error call per (scale, source), one warp per (scale, source) through ``ctx.reconstruct``.
+The references (robustdepth.bench.photometric_reference) are the previous implementations, kept verbatim in
+spirit: five separate pools per SSIM call, one error call per (scale, source), one warp per (scale, source)
+through ``ctx.reconstruct``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from robustdepth.config import load_config
-from robustdepth.losses.photometric import PhotometricLoss, by_source, min_reprojection, reconstruct_all
+from robustdepth.bench.photometric_reference import reference_error, reference_loss, reference_ssim
+from robustdepth.configure import load_config
+from robustdepth.losses.photometric import PhotometricLoss, by_source, reconstruct_all
 from robustdepth.similarity import photometric_error, photometric_errors, ssim_dissimilarity
 from robustdepth.training.context import StepContext, StepState
 from robustdepth.training.trainer import Trainer
 from tests.conftest import corridor_overrides
-
-
-def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The previous SSIM: pad, then five separate 3×3 mean filters."""
-    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x, mu_y = F.avg_pool2d(x, 3, 1), F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x**2
-    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y**2
-    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
-    num = (2 * mu_x * mu_y + 0.01**2) * (2 * sigma_xy + 0.03**2)
-    den = (mu_x**2 + mu_y**2 + 0.01**2) * (sigma_x + sigma_y + 0.03**2)
-    return torch.clamp((1 - num / den) / 2, 0, 1)
-
-
-def reference_error(pred: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
-    l1 = (target - pred).abs().mean(1, keepdim=True)
-    if alpha == 0:
-        return l1
-    return alpha * reference_ssim(pred, target).mean(1, keepdim=True) + (1 - alpha) * l1
-
-
-def reference_loss(ctx: StepContext, cfg: Any) -> torch.Tensor:
-    """The previous PhotometricLoss.forward: one warp and one error call per (scale, source)."""
-    target, sources = ctx.color(0), ctx.source_ids
-    identity = noise = None
-    if cfg.automask:
-        identity = torch.cat([reference_error(ctx.color(f), target, cfg.ssim_alpha) for f in sources], 1)
-        noise = torch.randn(identity.shape, generator=ctx.generator) * cfg.automask_noise
-    total = torch.zeros(())
-    for scale in ctx.scales:
-        depth = ctx.depth_full(cfg.view, scale)
-        reprojection = torch.cat([reference_error(ctx.reconstruct(f, depth), target, cfg.ssim_alpha)
-                                  for f in sources], 1)
-        if cfg.min_reprojection:
-            per_pixel, _ = min_reprojection(reprojection, identity, noise)
-        else:
-            per_pixel = reprojection.mean(1, keepdim=True)
-        total = total + per_pixel.mean()
-    return total / len(ctx.scales)
 
 
 def _images(seed: int, *shape: int) -> torch.Tensor:

@@ -14,7 +14,8 @@ import torch
 
 from robustdepth.checkpoint import FORMAT, code_version
 from robustdepth.cli import main
-from robustdepth.config import load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import load_config
 from robustdepth.data.kitti_odometry import read_poses
 from robustdepth.evaluation.pose import (
     compute_ate,

@@ -12,12 +12,13 @@ import pytest
 import torch
 
 from robustdepth.checkpoint import save_checkpoint
-from robustdepth.config import ConfigError, load_config, to_dict
+from robustdepth.config import ConfigError, to_dict
+from robustdepth.configure import load_config
 from robustdepth.networks import DepthNet
 from robustdepth.priors.depth_prior import DepthPrior, dav2_input_size, nearest_multiple, oracle_disparity
-from robustdepth.priors.histogram import compute_day_histogram
 from robustdepth.priors.histogram_cli import add_subparser
 from robustdepth.priors.teacher import DayModel, Teacher
+from robustdepth.training.day_histogram import compute_day_histogram
 from robustdepth.training.pipeline import run_pipeline, student_config
 from robustdepth.training.trainer import train
 from tests.conftest import corridor_overrides

@@ -13,7 +13,8 @@ from PIL import Image
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from robustdepth.config import ConfigError, load_config
+from robustdepth.config import ConfigError
+from robustdepth.configure import load_config
 from robustdepth.export import ExportError, load_onnx_model
 from robustdepth.inference import DepthModel
 from robustdepth.quantize import (

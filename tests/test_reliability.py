@@ -23,7 +23,8 @@ from robustdepth.checkpoint import (
     save_checkpoint,
 )
 from robustdepth.cli import main
-from robustdepth.config import load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import load_config
 from robustdepth.data.base import DataError, parse_intrinsics, read_rgb, unwrap_worker_error
 from robustdepth.inference import DepthModel, InferenceError, image_to_tensor, predict_to_folder
 from robustdepth.networks import DepthNet

@@ -269,7 +269,7 @@ def test_void_pixels_never_contribute() -> None:
 
 def test_rosam_recipe_trains_a_step_on_the_corridor(corridor: Path, tmp_path: Path) -> None:
     """The full recipe (felzenszwalb masks, frozen teacher + Φ_day, SRC, AROM, L_rgl, ORE) takes a finite step."""
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.priors.masks import write_mask_cache
     from robustdepth.training.trainer import Trainer
     from tests.conftest import corridor_overrides
@@ -301,7 +301,7 @@ def test_rosam_recipe_trains_a_step_on_the_corridor(corridor: Path, tmp_path: Pa
 
 
 def test_distillation_without_cst_needs_no_day_model() -> None:
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.losses import LOSSES, LossSet
 
     cfg = load_config("all")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from tests.conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]

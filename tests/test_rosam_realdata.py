@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import DataError
 from tests.test_datasets_nuscenes import overrides as nuscenes_overrides
 from tests.test_datasets_nuscenes import write_nuscenes
@@ -38,7 +38,7 @@ def nuscenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_day_histogram_reads_only_day_clear_training_frames(nuscenes: Path, tmp_path: Path) -> None:
-    from robustdepth.priors.histogram import compute_day_histogram
+    from robustdepth.training.day_histogram import compute_day_histogram
 
     # Φ_day's own config trains on every condition: the prior must still pool day-clear frames only
     day = _frozen(nuscenes_overrides(nuscenes, **{"data.train_conditions": "[day-clear,night]"}), tmp_path / "day")
@@ -74,8 +74,8 @@ def _assert_rosam_step(logs: dict[str, float]) -> None:
 
 def test_rosam_nuscenes_recipe_resolves_and_trains_a_step_without_degradations(nuscenes: Path,
                                                                                 tmp_path: Path) -> None:
-    from robustdepth.priors.histogram import compute_day_histogram
     from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.training.day_histogram import compute_day_histogram
 
     cfg = load_config("rosam_nuscenes")
     assert cfg.degrade.mode == "none" and not cfg.degrade.rules

@@ -14,7 +14,8 @@ import torch
 from scipy.spatial.distance import jensenshannon
 
 from robustdepth.checkpoint import load_checkpoint
-from robustdepth.config import ConfigError, load_config
+from robustdepth.config import ConfigError
+from robustdepth.configure import load_config
 from robustdepth.losses.sec import (
     SECLoss,
     exp_ramp,

@@ -11,7 +11,7 @@ import torch
 
 from robustdepth.bench.protocol import RUN_REGISTRY
 from robustdepth.checkpoint import FORMAT
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from tests.conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parents[1]

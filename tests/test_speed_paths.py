@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.base import FrameCache
 from robustdepth.inference import DepthModel, predict_to_folder, resolve_precision

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustdepth.config import ConfigError, load_config
+from robustdepth.config import ConfigError
+from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
 from robustdepth.data.base import DataError
 from robustdepth.degrade.supply import write_offline_set

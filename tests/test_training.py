@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robustdepth.checkpoint import CheckpointError, atomic_save, load_checkpoint
-from robustdepth.config import load_config
+from robustdepth.configure import load_config
 from robustdepth.training.trainer import Trainer, TrainingDiverged, train
 from tests.conftest import corridor_overrides, run_two_processes
 

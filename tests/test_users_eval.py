@@ -15,7 +15,8 @@ from PIL import Image
 
 from robustdepth.checkpoint import save_checkpoint
 from robustdepth.cli import main
-from robustdepth.config import ConfigError, load_config, to_dict
+from robustdepth.config import ConfigError, to_dict
+from robustdepth.configure import load_config
 from robustdepth.data.folder import FolderSequence
 from robustdepth.evaluation import evaluate_frame, get_protocol
 from robustdepth.evaluation.anydata import (

@@ -13,7 +13,8 @@ import torch
 
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.cli import main
-from robustdepth.config import ConfigError, load_config
+from robustdepth.config import ConfigError
+from robustdepth.configure import load_config
 from robustdepth.training.trainer import train
 from robustdepth.training.validation import (
     Validator,

@@ -20,7 +20,8 @@ pytestmark = [pytest.mark.wheel, pytest.mark.slow]
 CHECKPOINT_SCRIPT = """
 import sys, robustdepth
 from pathlib import Path
-from robustdepth.config import load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import load_config
 from robustdepth.networks import DepthNet
 from robustdepth.checkpoint import save_checkpoint
 assert "site-packages" in robustdepth.__file__, robustdepth.__file__

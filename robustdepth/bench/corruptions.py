@@ -36,7 +36,7 @@ def clear_frames(cfg: Any, split: str, max_frames: int) -> Iterator[tuple[np.nda
 
 def run(checkpoint: str, data_root: str | None, split: str, reference: str, protocol_name: str | None,
         out: Path, max_frames: int, corruptions: list[str] | None, severities: list[int]) -> dict[str, Any]:
-    from robustdepth.config import apply_overrides
+    from robustdepth.configure import apply_overrides
     from robustdepth.evaluation import get_protocol
     from robustdepth.evaluation.corruptions import CORRUPTIONS
     from robustdepth.evaluation.evaluate import evaluate_frame

@@ -124,7 +124,7 @@ def row_seeds(protocol: BenchProtocol, row: TableRow, seeds: list[int] | None = 
 def corrupted_clear_frames(protocol: BenchProtocol, frames: int) -> tuple[list[np.ndarray], dict[str, Any]]:
     """GT of ``frames`` clear test frames and their RoboDepth corruptions (made once, shared by all rows)."""
     from robustdepth.bench.corruptions import clear_frames
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.evaluation.corruptions import CORRUPTIONS, corrupt
 
     cfg = load_config("monodepth2", protocol.common_overrides())

@@ -35,7 +35,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig
 
-from robustdepth.config import ConfigError, load_config
+from robustdepth.config import ConfigError
+from robustdepth.configure import load_config
 from robustdepth.training.stages import (
     ensure_run,
     finished_checkpoint,
@@ -341,6 +342,18 @@ def seed_alias(key: str, seed: int) -> str | None:
     return alias if other == replace(spec, extra=(*spec.extra, f"train.seed={seed}")) else None
 
 
+def run_folder(protocol: BenchProtocol, runs_root: Path, key: str, seed: int | None = None) -> Path:
+    """Where :func:`run_row` keeps row ``key`` trained with ``seed`` (None = the protocol's seed): the teacher's
+    shared folder, a registered ``<key>_seed<k>`` twin that is that seed (:func:`seed_alias`), or the seed's
+    own folder (:func:`seed_dir`)."""
+    if key == TEACHER:
+        return row_dir(teacher_root(protocol, runs_root), TEACHER)
+    if seed is None or seed == protocol.seed:
+        return row_dir(runs_root, key)
+    alias = seed_alias(key, seed)
+    return row_dir(runs_root, alias) if alias is not None else seed_dir(runs_root, key, seed)
+
+
 def _mechanics(protocol: BenchProtocol, steps: int) -> list[str]:
     """Run mechanics (ignored when comparing a stored run's config): logging, checkpoints, loaders."""
     device = [f"train.device={protocol.device}"] if protocol.device else []
@@ -364,7 +377,7 @@ def felzenszwalb_mask_cache(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT
 
 def day_histogram(day: Path, runs_root: Path = RUNS_ROOT) -> Path:
     """Syn2Real's P^day of the Φ_day checkpoint ``day`` in ``runs_root/day_histograms/<its run>.json`` (once)."""
-    from robustdepth.priors.histogram import compute_day_histogram
+    from robustdepth.training.day_histogram import compute_day_histogram
 
     day = Path(day)
     run = day.parent.parent.name if day.parent.name == "checkpoints" else day.stem
@@ -455,7 +468,7 @@ def run_row(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
         if memo not in done:
             inputs = row_inputs(protocol, key, runs_root, done)
             inputs["extra"] = (*inputs["extra"], f"train.seed={seed}")
-            done[memo] = train_row(protocol, key, **inputs, run_dir=seed_dir(runs_root, key, seed))
+            done[memo] = train_row(protocol, key, **inputs, run_dir=run_folder(protocol, runs_root, key, seed))
         return done[memo]
     if key in done:
         return done[key]
@@ -463,7 +476,7 @@ def run_row(protocol: BenchProtocol, key: str, runs_root: Path = RUNS_ROOT,
         done[key] = train_row(protocol, TEACHER, protocol.teacher_recipe, extra=[f"optim.lr={protocol.teacher_lr}"],
                               runs_root=runs_root, steps=protocol.teacher_steps,
                               batch_size=protocol.teacher_batch_size,
-                              run_dir=row_dir(teacher_root(protocol, runs_root), TEACHER))
+                              run_dir=run_folder(protocol, runs_root, TEACHER))
         return done[key]
     done[key] = train_row(protocol, key, **row_inputs(protocol, key, runs_root, done))
     return done[key]

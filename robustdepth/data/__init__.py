@@ -1,13 +1,11 @@
 """Datasets: registered item builders + one :class:`FrameDataset` that makes every sample.
 
-A dataset registers a function ``(data_cfg, split, train, frame_ids) -> list[FrameItem]`` with the
-option keys it accepts (``data.options``). Features that add batch slots (degraded copies, object
-masks, priors) register a *sample hook factory* ``(cfg, split, train) -> SampleHook | None``.
+The registries are :mod:`robustdepth.data.registry`; the datasets that register into it are imported at the end
+of this file (one list), the sample hooks of the layers above in :mod:`robustdepth.configure`.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,62 +22,18 @@ from robustdepth.data.base import (
     read_rgb,
 )
 from robustdepth.data.folder import folder_sequences
-from robustdepth.data.world import WorldSequence, world_sequences
-
-ItemBuilder = Callable[[Any, str, bool, Sequence[int]], list[FrameItem]]
-HookFactory = Callable[[Any, str, bool], "SampleHook | None"]
-
-DATASETS: dict[str, tuple[ItemBuilder, frozenset[str]]] = {}
-SAMPLE_HOOKS: list[HookFactory] = []
-HOOK_STAGE: dict[HookFactory, int] = {}
-# Modules that register datasets / sample hooks (imported on first use: they depend on this package).
-DATASET_MODULES: tuple[str, ...] = (
-    "robustdepth.data.kitti",
-    "robustdepth.data.nuscenes",
-    "robustdepth.data.robotcar",
-    "robustdepth.data.drivingstereo",
-    "robustdepth.data.kitti_odometry",
-    "robustdepth.data.drives",
+from robustdepth.data.registry import (
+    DATASETS,
+    HOOK_ANNOTATIONS,
+    HOOK_NORMALISE,
+    HOOK_VIEWS,
+    SAMPLE_HOOKS,
+    check_options,
+    ordered_hook_factories,
+    register_dataset,
+    register_sample_hook,
 )
-HOOK_MODULES: tuple[str, ...] = ("robustdepth.degrade.supply", "robustdepth.priors.masks")
-
-
-def load_registered_modules() -> None:
-    for module in (*DATASET_MODULES, *HOOK_MODULES):
-        importlib.import_module(module)
-
-
-def register_dataset(name: str, options: Sequence[str] = ()) -> Callable[[ItemBuilder], ItemBuilder]:
-    """Register an item builder under ``data.dataset=name``; ``options`` are its valid ``data.options`` keys."""
-    def wrap(fn: ItemBuilder) -> ItemBuilder:
-        DATASETS[name] = (fn, frozenset(options))
-        return fn
-    return wrap
-
-
-#: Hook stages, applied in this order whatever the import order of the modules that register them:
-HOOK_VIEWS = 0  # add or replace image views (the degradation supply, WeatherKITTI's copies)
-HOOK_ANNOTATIONS = 1  # per-frame annotations of the views (object masks)
-HOOK_NORMALISE = 2  # input normalisation of every view that exists (md4all's daytime normalisation)
-
-
-def register_sample_hook(factory: HookFactory | None = None, *, stage: int = HOOK_VIEWS) -> Any:
-    """Register a sample-hook factory, as ``@register_sample_hook`` or ``@register_sample_hook(stage=...)``;
-    hooks run by ``stage`` (:data:`HOOK_VIEWS` < :data:`HOOK_ANNOTATIONS` < :data:`HOOK_NORMALISE`), then in
-    registration order."""
-    def add(fn: HookFactory) -> HookFactory:
-        SAMPLE_HOOKS.append(fn)
-        HOOK_STAGE[fn] = stage
-        return fn
-
-    return add(factory) if factory is not None else add
-
-
-def _check_options(name: str, options: dict[str, Any], valid: frozenset[str]) -> None:
-    unknown = sorted(set(options) - valid)
-    if unknown:
-        raise DataError(f"data.options {unknown} not understood by dataset {name!r}; valid: {sorted(valid) or 'none'}")
-
+from robustdepth.data.world import WorldSequence, world_sequences
 
 @register_dataset("folder", options=("condition",))
 def _folder_items(data: Any, split: str, train: bool, frame_ids: Sequence[int]) -> list[FrameItem]:
@@ -104,22 +58,16 @@ def _world_items(data: Any, split: str, train: bool, frame_ids: Sequence[int]) -
     return items
 
 
-def ordered_hook_factories() -> list[HookFactory]:
-    """The registered sample-hook factories in the order their hooks run: by stage, then registration order."""
-    return sorted(SAMPLE_HOOKS, key=lambda f: HOOK_STAGE.get(f, HOOK_VIEWS))
-
-
 def augment_settings(augment: Any) -> AugmentSettings:
     return AugmentSettings(**{k: float(augment[k]) for k in AugmentSettings.__dataclass_fields__})
 
 
 def build_items(cfg: Any, split: str, train: bool) -> list[FrameItem]:
-    load_registered_modules()
     name = cfg.data.dataset
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; registered: {sorted(DATASETS)}")
     builder, valid = DATASETS[name]
-    _check_options(name, dict(cfg.data.options), valid)
+    check_options(name, dict(cfg.data.options), valid)
     frame_ids = list(cfg.data.frame_ids) if train else [0]
     return builder(cfg.data, split, train, frame_ids)
 
@@ -139,6 +87,10 @@ def build_dataset(cfg: Any, split: str, train: bool) -> FrameDataset:
         hooks=hooks,
     )
 
+
+# The datasets beyond the two built in above; each registers itself (sample hooks of the layers above this one
+# are listed in robustdepth.configure).
+from robustdepth.data import drives, drivingstereo, kitti, kitti_odometry, nuscenes, robotcar  # noqa: E402, F401, I001
 
 __all__ = [
     "DATASETS",

@@ -36,7 +36,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from PIL import Image
 
-from robustdepth.data import register_dataset
+from robustdepth.data.registry import register_dataset
 from robustdepth.data.base import DataError, FrameItem, items_with_neighbours
 from robustdepth.data.kitti import KittiSequence, rectified_intrinsics, scan_size_problem
 
@@ -115,7 +115,7 @@ def source_config(data: Any, source: Any, index: int) -> Any:
 @register_dataset("mixed", options=MIXED_OPTIONS)
 def _mixed_items(data: Any, split: str, train: bool, frame_ids: Sequence[int]) -> list[FrameItem]:
     """The concatenated items of ``data.options.sources`` (each built by its own registered dataset)."""
-    from robustdepth.data import DATASETS, _check_options
+    from robustdepth.data.registry import DATASETS, check_options
 
     sources = data.options.get("sources")
     if not sources:
@@ -128,7 +128,7 @@ def _mixed_items(data: Any, split: str, train: bool, frame_ids: Sequence[int]) -
             raise DataError(f"data.options.sources[{index}].dataset={block.dataset!r} unknown; "
                             f"registered: {sorted(DATASETS)}")
         builder, valid = DATASETS[block.dataset]
-        _check_options(block.dataset, dict(block.options), valid)
+        check_options(block.dataset, dict(block.options), valid)
         items += builder(block, split, train, frame_ids)
     return items
 

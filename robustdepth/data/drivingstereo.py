@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from robustdepth.data import register_dataset
+from robustdepth.data.registry import register_dataset
 from robustdepth.data.base import DataError, FrameItem, FrameSequence, parse_intrinsics, read_depth
 
 WEATHERS = ("sunny", "cloudy", "rainy", "foggy")

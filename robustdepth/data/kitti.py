@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from robustdepth.data import register_dataset, register_sample_hook
+from robustdepth.data.registry import register_dataset, register_sample_hook
 from robustdepth.data.base import DataError, FrameItem, FrameSequence, read_depth, read_rgb
 
 SIDE_TO_CAMERA = {"l": 2, "r": 3, "2": 2, "3": 3}

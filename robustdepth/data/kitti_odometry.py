@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robustdepth.data import register_dataset
+from robustdepth.data.registry import register_dataset
 from robustdepth.data.base import DataError, FrameItem, FrameSequence, items_with_neighbours
 from robustdepth.data.kitti import (
     load_velodyne_points,

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from robustdepth.data import HOOK_NORMALISE, register_dataset, register_sample_hook
+from robustdepth.data.registry import HOOK_NORMALISE, register_dataset, register_sample_hook
 from robustdepth.data.base import DataError, FrameItem, FrameSequence
 
 TABLES = ("scene", "sample", "sample_data", "calibrated_sensor", "sensor", "ego_pose")

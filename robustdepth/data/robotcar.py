@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 from scipy.spatial.transform import Rotation, Slerp
 
-from robustdepth.data import register_dataset
+from robustdepth.data.registry import register_dataset
 from robustdepth.data.base import DataError, FrameItem, FrameSequence, read_rgb
 from robustdepth.data.nuscenes import resolve_conditions
 

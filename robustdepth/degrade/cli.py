@@ -8,7 +8,7 @@ from typing import Any
 
 
 def _write(args: argparse.Namespace) -> int:
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.degrade.supply import write_offline_set
 
     cfg = load_config(args.recipe, args.overrides)

@@ -1,8 +1,8 @@
 """Batched image filters for the translators: OpenCV on CPU tensors, kornia elsewhere (GPU).
 
-On this project's CPU machines OpenCV's per-image filters are ~10× faster than the equivalent depthwise
-``conv2d`` (kornia's CPU path), which decides whether the translators reach >100 images/s at 640×192. On other
-devices kornia keeps everything on the device. Both paths use reflect-101 borders and Gaussian kernels of
+On CPU, OpenCV's per-image filters are much faster than the equivalent depthwise ``conv2d`` (kornia's CPU path),
+which decides the translators' throughput (docs/results/degrade_speed.md). On other devices kornia keeps
+everything on the device. Both paths use reflect-101 borders and Gaussian kernels of
 ±3σ, so they agree to float precision away from tiny rounding differences.
 """
 

@@ -37,8 +37,8 @@ import torch
 from PIL import Image
 
 from robustdepth.config import ConfigError
-from robustdepth.data import register_sample_hook
 from robustdepth.data.base import DataError, FrameItem, read_rgb, sample_seed
+from robustdepth.data.registry import register_sample_hook
 from robustdepth.degrade.sampler import DegradeSampler
 from robustdepth.degrade.translators import translate
 

@@ -23,7 +23,7 @@ from robustdepth.evaluation.pose import TRACK_LENGTH, PoseResult, evaluate_motio
 
 def pose_dataset(cfg: Any, split: str) -> Any:
     """Consecutive frame pairs (i, i+1) of ``split``, un-augmented, at the config's resolution."""
-    from robustdepth.config import apply_overrides
+    from robustdepth.configure import apply_overrides
     from robustdepth.data import build_items
     from robustdepth.data.base import FrameDataset
 
@@ -50,7 +50,7 @@ def evaluate_pose_checkpoint(checkpoint: Any, overrides: list[str] | None = None
                              batch_size: int = 8) -> PoseResult:
     """Predict T_{i→i+1} for every consecutive pair and score 5-frame snippets against the GT poses."""
     from robustdepth.checkpoint import load_checkpoint
-    from robustdepth.config import apply_overrides, config_from_dict
+    from robustdepth.configure import apply_overrides, config_from_dict
     from robustdepth.devices import resolve_device
 
     ckpt = load_checkpoint(checkpoint)

@@ -9,7 +9,7 @@ from robustdepth.priors.histogram import DEFAULT_BINS, DEFAULT_RANGE
 
 
 def cmd_histogram(args: argparse.Namespace) -> int:
-    from robustdepth.priors.histogram import compute_day_histogram
+    from robustdepth.training.day_histogram import compute_day_histogram
 
     out = compute_day_histogram(args.checkpoint, args.out, bins=args.bins, min_depth=args.min_depth,
                                 max_depth=args.max_depth, overrides=args.overrides, split=args.split,

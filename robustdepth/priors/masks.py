@@ -43,8 +43,8 @@ import torch
 from PIL import Image
 
 from robustdepth.config import ConfigError
-from robustdepth.data import HOOK_ANNOTATIONS, register_sample_hook
 from robustdepth.data.base import DataError, FrameItem
+from robustdepth.data.registry import HOOK_ANNOTATIONS, register_sample_hook
 from robustdepth.priors.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:

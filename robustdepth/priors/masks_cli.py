@@ -22,7 +22,7 @@ def split_recipe(args: list[str], default: str) -> tuple[str, list[str]]:
 def cmd_masks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
     from robustdepth.priors.masks import write_mask_cache
 
     recipe, overrides = split_recipe(args.args, "rosam")

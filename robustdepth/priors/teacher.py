@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustdepth.checkpoint import load_checkpoint
-from robustdepth.config import ConfigError, config_from_dict
+from robustdepth.config import ConfigError, fixed_config_from_dict
 from robustdepth.geometry import Pose
 from robustdepth.networks import DepthNet, DepthOutput, PoseNet, build_depth_net, disp_to_depth, relative_pose
 from robustdepth.priors.base import Provider, ProviderConfig, register_provider
@@ -60,9 +60,10 @@ class DayModelConfig(ProviderConfig):
 
 
 def load_frozen(path: str | Path) -> tuple[DepthNet, PoseNet | None, Any]:
-    """(depth net, pose net or None, config) of a checkpoint, in eval mode with gradients off."""
+    """(depth net, pose net or None, the checkpoint's fixed config sections — ``model``, ``data``, …) of a
+    checkpoint, in eval mode with gradients off."""
     ckpt = load_checkpoint(path)
-    cfg = config_from_dict(ckpt["config"], strict=False)
+    cfg = fixed_config_from_dict(ckpt["config"])
     depth = build_depth_net(cfg.model)
     depth.load_state_dict(ckpt["models"]["depth"])
     pose = None

@@ -26,7 +26,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from robustdepth.checkpoint import load_checkpoint
-from robustdepth.config import config_from_dict, load_config, to_dict
+from robustdepth.config import to_dict
+from robustdepth.configure import config_from_dict, load_config
 from robustdepth.training.stages import ensure_run, last_checkpoint, resolve_chain, root_of
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def teacher_stage_config(cfg: DictConfig) -> DictConfig:
 
 def load_config_like(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """``cfg`` with ``overrides`` applied again and validated (a plain dict round trip keeps struct mode)."""
-    from robustdepth.config import apply_overrides
+    from robustdepth.configure import apply_overrides
 
     return apply_overrides(config_from_dict(to_dict(cfg)), overrides)
 
@@ -75,7 +76,7 @@ def student_config(cfg: DictConfig, teacher: Path, root: Path, run_dir: Path) ->
     cfg = config_from_dict(to_dict(cfg))
 
     def histogram(day: Path) -> Path:
-        from robustdepth.priors.histogram import compute_day_histogram
+        from robustdepth.training.day_histogram import compute_day_histogram
 
         path = run_dir / "day_histogram.json"
         if not path.is_file():

@@ -171,7 +171,7 @@ def ensure_run(cfg: DictConfig, run_dir: str | Path, name: str, *, experiment_ke
 def ensure_recipe_run(recipe: str, run_dir: str | Path, overrides: list[str], steps: int) -> RunOutcome:
     """:func:`ensure_run` of ``recipe`` + ``overrides`` for ``steps`` steps in ``run_dir`` (named after the
     folder): one free-standing run outside the benchmark registry (``make demo``, the real-video benchmark)."""
-    from robustdepth.config import load_config
+    from robustdepth.configure import load_config
 
     cfg = load_config(recipe, [*overrides, f"optim.max_steps={steps}", f"train.name={Path(run_dir).name}"])
     return ensure_run(cfg, run_dir, f"run {Path(run_dir).name!r}", recipe=recipe)

@@ -30,7 +30,8 @@ from typing import Any
 from torch import Tensor
 
 from robustdepth.checkpoint import save_checkpoint
-from robustdepth.config import ConfigError, load_config, to_dict
+from robustdepth.config import ConfigError, to_dict
+from robustdepth.configure import load_config
 from robustdepth.networks import DepthNet, PoseNet
 from robustdepth.networks.depth_decoder import NUM_CH_DEC
 from robustdepth.networks.resnet import MD2_INPUT_MEAN, MD2_INPUT_STD, load_state_dict_checked, read_state_dict
