@@ -51,8 +51,7 @@ from robustdepth.bench.protocol import (
 )
 from robustdepth.bench.script import run_script
 from robustdepth.bench.timing import cpu_description
-from robustdepth.checkpoint import last_checkpoint
-from robustdepth.training.stages import read_timing, set_key
+from robustdepth.training.stages import last_checkpoint, read_timing, set_key
 from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +82,7 @@ def time_steps(trainer: Trainer, batches: Any, steps: int) -> float:
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step(next(batches))
-    return (time.perf_counter() - start) / steps
+    return (time.perf_counter() - start) / max(1, steps)
 
 
 def measure_row(protocol: BenchProtocol, runs: Path, key: str, tmp: Path, steps: int, warmup: int,

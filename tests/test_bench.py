@@ -366,3 +366,47 @@ def test_parallel_table_trains_each_chain_first_then_collects_without_retraining
     trained = methods.train_table(protocol, runs, rows, seeds=[44])
     assert trained["Syn2Real-RA"][44][0] == seeded / "checkpoints" / "last.pt"
     assert {p: p.stat().st_mtime for p in runs.rglob("last.pt")} == stamps  # collected, not retrained
+
+
+def test_a_killed_worker_restarts_its_runs_once_and_a_second_death_is_a_child_process_error(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's scheduling without training: a fake pool whose chosen unit dies (BrokenProcessPool) n times."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+    from types import SimpleNamespace
+
+    from robustdepth.bench import methods
+    from robustdepth.bench import protocol as bench_protocol
+
+    def run(deaths: int) -> list[tuple[str, int]]:
+        started: list[tuple[str, int]] = []
+        left = {("md2_continued", 42): deaths}
+
+        class Pool:
+            def submit(self, fn, protocol, runs, key, seed):
+                future: Future = Future()
+                if left.get((key, seed), 0) > 0:
+                    left[(key, seed)] -= 1
+                    future.set_exception(BrokenProcessPool("a worker was killed"))
+                else:
+                    started.append((key, seed))
+                    future.set_result((Path(key), None))
+                return future
+
+            def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+                pass
+
+        monkeypatch.setattr(methods, "_worker_pool", lambda jobs: Pool())
+        monkeypatch.setattr(methods, "run_row", lambda *args, **kwargs: (Path("teacher"), None))
+        monkeypatch.setattr(bench_protocol, "row_inputs", lambda *args, **kwargs: {})
+        monkeypatch.setattr(bench_protocol, "row_config", lambda *args, **kwargs: None)
+        methods.train_parallel(SimpleNamespace(seed=42), Path("runs"),  # type: ignore[arg-type]
+                               [("md2_continued", 42), ("syn2real_ra", 43)], jobs=2)
+        return started
+
+    # killed once: restarted, and the seed-43 Syn2Real run still waited for its chain (md4all-DD, seed 42)
+    started = run(deaths=1)
+    assert sorted(started) == [("md2_continued", 42), ("md4all_dd", 42), ("syn2real_ra", 43)]
+    assert started.index(("md4all_dd", 42)) < started.index(("syn2real_ra", 43))
+    with pytest.raises(ChildProcessError, match=r"md2_continued \(seed 42\) died twice"):
+        run(deaths=2)

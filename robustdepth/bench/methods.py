@@ -208,6 +208,17 @@ def _train_unit(protocol: BenchProtocol, runs: Path, key: str, seed: int) -> tup
     return run_row(protocol, key, runs, seed=seed)
 
 
+def _worker_pool(jobs: int) -> Any:
+    """``jobs`` spawned training processes, the cores shared evenly between them (:func:`_init_worker`)."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,))
+
+
 def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, int]], jobs: int) -> None:
     """Train ``units`` ((registry key, seed) pairs) in ``jobs`` worker processes, each as soon as its chain has
     finished (the chain rows are trained with the protocol's seed first, as :func:`run_row` would).
@@ -216,10 +227,12 @@ def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, i
     made here, in this process, before a unit that needs them starts (:func:`row_config` writes them), so two
     workers never write the same file; a run folder is locked by the trainer, so two never train the same run.
     A failed unit does not stop the others; the first failure is raised once every started unit has ended
-    (finished runs stay finished, an interrupted one resumes on the next call)."""
-    import multiprocessing
-    import os
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    (finished runs stay finished, an interrupted one resumes on the next call). A worker process that dies
+    (killed, e.g. by the kernel when memory runs out) breaks the whole pool: its units and the others that were
+    running restart once in a fresh pool, from their last checkpoints; a unit lost twice is a
+    :class:`ChildProcessError`."""
+    from concurrent.futures import FIRST_COMPLETED, Future, wait
+    from concurrent.futures.process import BrokenProcessPool
 
     from robustdepth.bench.protocol import row_config, row_inputs
 
@@ -231,10 +244,10 @@ def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, i
                                                         units.index(u) if u in units else -1))
     finished: set[str] = set()  # keys whose protocol-seed run has finished (what a chain needs)
     failures: list[BaseException] = []
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(threads,)) as pool:
-        running: dict[Future[tuple[Path, float | None]], tuple[str, int]] = {}
+    restarted: set[tuple[str, int]] = set()
+    pool = _worker_pool(jobs)
+    running: dict[Future[tuple[Path, float | None]], tuple[str, int]] = {}
+    try:
         while pending or running:
             for unit in [u for u in pending if chain_keys(u[0]) <= finished]:
                 if len(running) >= jobs:
@@ -249,15 +262,35 @@ def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, i
                     raise RuntimeError(f"benchmark rows wait on a chain that cannot finish: {sorted(pending)}")
                 break
             ended, _ = wait(running, return_when=FIRST_COMPLETED)
+            broken = False
             for future in ended:
-                key, seed = running.pop(future)
+                unit = running.pop(future)
                 try:
                     future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    running[future] = unit  # lost with the pool: handled below with the others
+                    continue
                 except Exception as err:  # reported once the other workers have ended
                     failures.append(err)
                     continue
-                if seed == protocol.seed:
-                    finished.add(key)
+                if unit[1] == protocol.seed:
+                    finished.add(unit[0])
+            if broken:
+                lost = sorted(running.values())
+                running.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                twice = [u for u in lost if u in restarted]
+                if twice:
+                    failures.append(ChildProcessError(
+                        f"the training worker of {', '.join(f'{k} (seed {s})' for k, s in twice)} died twice "
+                        "(killed, e.g. out of memory?); finished runs are kept and interrupted ones resume from "
+                        "their last checkpoint: free memory or use --jobs 1, and run the same command again"))
+                restarted.update(lost)
+                pending = [u for u in lost if u not in twice] + pending
+                pool = _worker_pool(jobs)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if failures:
         raise failures[0]
 

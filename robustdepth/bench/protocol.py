@@ -355,10 +355,11 @@ def run_folder(protocol: BenchProtocol, runs_root: Path, key: str, seed: int | N
 
 
 def _mechanics(protocol: BenchProtocol, steps: int) -> list[str]:
-    """Run mechanics (ignored when comparing a stored run's config): logging, checkpoints, loaders."""
+    """Run mechanics (ignored when comparing a stored run's config): logging, checkpoints, loaders. A checkpoint
+    every tenth of the run bounds what a killed run (out of memory, a lost machine) has to redo."""
     device = [f"train.device={protocol.device}"] if protocol.device else []
     return [f"train.progress={str(not protocol.quick).lower()}", "train.log_every=50", "train.image_every=1000000",
-            f"train.ckpt_every={max(50, steps // 4)}", f"data.num_workers={0 if protocol.quick else 1}", *device]
+            f"train.ckpt_every={max(50, steps // 10)}", f"data.num_workers={0 if protocol.quick else 1}", *device]
 
 
 def felzenszwalb_mask_cache(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT, recipe: str = "rosam",
