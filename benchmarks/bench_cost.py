@@ -27,6 +27,7 @@ Writes ``bench_cost.{json,md}`` under ``--out``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -98,6 +99,8 @@ def measure_row(protocol: BenchProtocol, runs: Path, key: str, tmp: Path, steps:
     for r in range(rounds):
         for name in (list(trainers) if r % 2 == 0 else list(trainers)[::-1]):
             times[name].append(time_steps(trainers[name], batches[name], steps))
+    del trainers, batches  # two live trainers per row: free them before the next row's
+    gc.collect()
     return {"fp32_s_per_step": statistics.median(times["fp32"]),
             "overlay_s_per_step": statistics.median(times["overlay"]),
             "speedup": statistics.median(a / b for a, b in zip(times["fp32"], times["overlay"], strict=True)),

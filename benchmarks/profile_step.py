@@ -172,7 +172,7 @@ def profile_case(trainer: Trainer, steps: int, warmup: int) -> dict[str, Any]:
             "top_ops": top_operators(trainer, batches)}
 
 
-def step_gflop(trainer: Trainer, batches: Iterator[dict[Any, Any]]) -> float:
+def step_gflop(trainer: Trainer, batches: Iterator[dict[str, Any]]) -> float:
     """FLOPs of one whole training step (every forward and backward; torch's FlopCounterMode), in GFLOP."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -182,7 +182,7 @@ def step_gflop(trainer: Trainer, batches: Iterator[dict[Any, Any]]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def top_operators(trainer: Trainer, batches: Iterator[dict[Any, Any]], n: int = 12) -> list[dict[str, Any]]:
+def top_operators(trainer: Trainer, batches: Iterator[dict[str, Any]], n: int = 12) -> list[dict[str, Any]]:
     """One step under torch.profiler: the operators with the most self CPU time."""
     from torch.profiler import ProfilerActivity, profile
 

@@ -56,6 +56,7 @@ from robustdepth.bench.protocol import (
     table_protocol,
 )
 from robustdepth.bench.script import run_script
+from robustdepth.data.base import color_key
 
 REPO = Path(__file__).resolve().parents[1]
 # Registry keys of the table's rows (felzenszwalb rows read the shared cache; rosam_world_masks the world's ids
@@ -130,7 +131,7 @@ def arom_on_clear_test_frames(cfg: Any, teacher_ckpt: Path, max_frames: int = 0)
     rp = cfg.providers.rosam
     fractions: dict[str, list[float]] = {}
     for i, item in enumerate(items):
-        image = ds[i][("color", 0)][None]
+        image = ds[i][color_key(0)][None]
         rgb = (image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         labels = torch.from_numpy(segment(rgb))[None]
         gt = nearest_resize(np.asarray(item.sequence.depth_gt(item.index, "clear"), dtype=np.float64),
@@ -164,7 +165,7 @@ def _panel_frames(cfg: Any, condition: str) -> dict[str, Any]:
                  and it.index == pick.index)
     ds = FrameDataset([clear, pick], cfg.data.height, cfg.data.width, frame_ids=[0, -1, 1])
     clean, adverse = ds[0], ds[1]
-    return {"clean": clean, "adverse": adverse[("color", 0)], "name": f"{pick.sequence.name}#{pick.index}"}
+    return {"clean": clean, "adverse": adverse[color_key(0)], "name": f"{pick.sequence.name}#{pick.index}"}
 
 
 @torch.no_grad()
@@ -193,17 +194,17 @@ def make_panel(cfg: Any, chain: dict[str, Path], student: Path, out: Path, title
         f = _panel_frames(cfg, condition)
         clean = f["clean"]
         image = f["adverse"][None]
-        rgb = (clean[("color", 0)].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        rgb = (clean[color_key(0)].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
         masks = torch.from_numpy(segment(rgb))[None]
         d_t = disp_to_depth(teacher(image).disp[0], tcfg.model.min_depth, tcfg.model.max_depth)[0]
         d_s = disp_to_depth(student_net(image).disp[0], scfg.model.min_depth, scfg.model.max_depth)[0]
         index = region_index(masks, int(rp.min_region_pixels))
         arom = adaptive_outlier_mask(d_t, index, rp.tau0, rp.lam, rp.kappa, rp.sigma_eps, rp.sigma_floor,
                                      rp.threshold_units)
-        target = clean[("color", 0)][None]
-        poses = [Pose(relative_pose(day_pose, target, clean[("color", s)][None], source_is_before=s < 0).matrix)
+        target = clean[color_key(0)][None]
+        poses = [Pose(relative_pose(day_pose, target, clean[color_key(s)][None], source_is_before=s < 0).matrix)
                  for s in (-1, 1)]
-        pe = min_photometric_error(target, [clean[("color", s)][None] for s in (-1, 1)], 1.0 / d_t, poses,
+        pe = min_photometric_error(target, [clean[color_key(s)][None] for s in (-1, 1)], 1.0 / d_t, poses,
                                    Camera(clean["K"][None]), rp.ore_ssim_alpha)
         w_rel = object_reliability(pe, index, rp.ore_beta, rp.ore_eps)
         panels = [(f["adverse"].permute(1, 2, 0).numpy(), f"{condition}: {f['name']}", None),

@@ -67,6 +67,7 @@ from robustdepth.bench.protocol import (
 from robustdepth.bench.script import run_script
 from robustdepth.config import to_dict
 from robustdepth.configure import load_config
+from robustdepth.data.base import color_key
 from robustdepth.inference import DepthModel
 from robustdepth.training.stages import finished_checkpoint, queue_schedule, read_timing
 
@@ -95,7 +96,7 @@ def bf16_storage_error(checkpoint: Path, protocol: BenchProtocol) -> dict[str, f
 
     model = DepthModel.from_checkpoint(checkpoint, device="cpu")
     dataset = build_dataset(model.config, protocol.eval_split, train=False)
-    images = torch.stack([dataset[i][("color", 0)] for i in range(0, len(dataset), max(1, len(dataset) // 8))])
+    images = torch.stack([dataset[i][color_key(0)] for i in range(0, len(dataset), max(1, len(dataset) // 8))])
     net = model.net
     with torch.no_grad():
         ref = net(images).disp[0]
@@ -121,7 +122,7 @@ def normalisation_gap(checkpoint: Path, protocol: BenchProtocol, per_condition: 
     for i in range(len(dataset)):
         item = dataset[i]
         if len(frames.setdefault(item["condition"], [])) < per_condition:
-            frames[item["condition"]].append(item[("color", 0)])
+            frames[item["condition"]].append(item[color_key(0)])
     running_net = model.net.eval()
     batch_net = batch_statistics_(copy.deepcopy(running_net))  # exactly what a `norm: batch` member runs
     gap = {}

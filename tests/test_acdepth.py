@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustdepth.data.base import color_key
 from robustdepth.losses.acdepth import (
     FeatureConsistencyLoss,
     OGDRankLoss,
@@ -248,7 +249,7 @@ def test_feature_consistency_forward_matches_hand_computation_with_its_clean_tar
     net = FeatureNet()
     batch = {"degraded_aug": degraded_aug, "degraded": degraded_aug, "is_degraded": torch.tensor([True, False])}
     ctx = make_ctx(net, FixedProviders({"teacher": teacher}), batch_size=2, cfg=cfg, extra=batch)
-    ctx.batch[("color", 0)], ctx.batch[("color_aug", 0)] = clean, clean_aug
+    ctx.batch[color_key(0)], ctx.batch[color_key(0, aug=True)] = clean, clean_aug
     loss = FeatureConsistencyLoss(cfg.losses.feature_consistency, cfg)(ctx)
     # by hand: row 0 (translated) sees degraded_aug, row 1 sees clean_aug; the clean target is a·pool(clean)
     a = 1.5

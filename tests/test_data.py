@@ -11,7 +11,7 @@ import torch
 
 from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
-from robustdepth.data.base import DataError, parse_intrinsics
+from robustdepth.data.base import DataError, color_key, key_slot, parse_intrinsics, translation_key
 from tests.conftest import corridor_overrides, write_corridor_sequence
 
 
@@ -30,23 +30,39 @@ def test_sample_keys_shapes_and_K_scaling(small_seq: Path) -> None:
     assert len(ds) == 4  # frames 1..4 have both neighbours
     sample = ds[0]
     for f in (0, -1, 1):
-        assert sample[("color", f)].shape == (3, 128, 384)
-        assert sample[("color_aug", f)].shape == (3, 128, 384)
+        assert sample[color_key(f)].shape == (3, 128, 384)
+        assert sample[color_key(f, aug=True)].shape == (3, 128, 384)
     K = sample["K"]
     # stored at 192 wide: fx = 0.58·192 -> scaled ×2 to 384
     assert torch.allclose(K, torch.tensor([[0.58 * 384, 0, 192], [0, 1.92 * 128, 64], [0, 0, 1]]), atol=1e-4)
     # translation norms from poses.txt are not read by the folder dataset: velocity needs a pose source
-    assert ("translation_norm", -1) not in sample
+    assert translation_key(-1) not in sample
+
+
+def test_batch_keys_are_strings_that_survive_collation(small_seq: Path) -> None:
+    """One key style: every sample key is a string, per-frame slots spelled "<slot>:<frame>" by the helpers."""
+    assert [color_key(0), color_key(-1), color_key(1, aug=True), color_key("s")] == [
+        "color:0", "color:-1", "color_aug:1", "color:s"]
+    assert translation_key(-1) == "translation_norm:-1" and color_key(np.int64(-1)) == "color:-1"
+    assert key_slot(color_key(-1, aug=True)) == "color_aug" and key_slot("K") == "K"
+    for bad in (1.0, True):
+        with pytest.raises(TypeError, match="int offset"):
+            color_key(bad)  # type: ignore[arg-type]
+    ds = _dataset(small_seq)
+    batch = torch.utils.data.default_collate([ds[0], ds[1]])
+    assert all(isinstance(k, str) for k in batch)
+    assert {color_key(f, aug) for f in (0, -1, 1) for aug in (False, True)} <= set(batch)
+    assert batch[color_key(0)].shape == (2, 3, 64, 192)
 
 
 def test_augmentation_is_a_function_of_seed_epoch_index(small_seq: Path) -> None:
     ds = _dataset(small_seq, **{"augment.color_jitter_p": 1.0, "augment.flip_p": 0.5})
     a, b = ds[1], ds[1]
-    assert torch.equal(a[("color_aug", 0)], b[("color_aug", 0)])
+    assert torch.equal(a[color_key(0, aug=True)], b[color_key(0, aug=True)])
     other_epoch = ds[1 + len(ds)]  # encoded index: epoch 1, item 1
-    assert not torch.equal(a[("color_aug", 0)], other_epoch[("color_aug", 0)])
+    assert not torch.equal(a[color_key(0, aug=True)], other_epoch[color_key(0, aug=True)])
     # jitter changes the network input but never the frames the losses use
-    assert not torch.equal(a[("color_aug", 0)], a[("color", 0)])
+    assert not torch.equal(a[color_key(0, aug=True)], a[color_key(0)])
 
 
 def test_flip_mirrors_every_frame_and_gt(small_seq: Path) -> None:
@@ -56,7 +72,7 @@ def test_flip_mirrors_every_frame_and_gt(small_seq: Path) -> None:
     flipped, straight = ds[2], plain[2]
     assert flipped["flipped"] and not straight["flipped"]
     for f in (0, -1, 1):
-        assert torch.equal(flipped[("color", f)], straight[("color", f)].flip(-1))
+        assert torch.equal(flipped[color_key(f)], straight[color_key(f)].flip(-1))
     assert torch.equal(flipped["depth_gt"], straight["depth_gt"].flip(-1))
 
 
@@ -64,8 +80,8 @@ def test_eval_dataset_has_gt_and_every_frame(small_seq: Path) -> None:
     ds = _dataset(small_seq, train=False)
     assert len(ds) == 6
     sample = ds[0]
-    assert sample["depth_gt"].shape == (1, 64, 192) and ("color", -1) not in sample
-    assert torch.equal(sample[("color", 0)], sample[("color_aug", 0)])  # no augmentation at eval
+    assert sample["depth_gt"].shape == (1, 64, 192) and color_key(-1) not in sample
+    assert torch.equal(sample[color_key(0)], sample[color_key(0, aug=True)])  # no augmentation at eval
 
 
 def test_corrupt_image_error_names_file(small_seq: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from robustdepth.cli import main
 from robustdepth.config import to_dict
 from robustdepth.configure import apply_overrides, load_config
 from robustdepth.data import build_dataset
+from robustdepth.data.base import color_key
 from robustdepth.data.kitti import (
     export_gt,
     project_velodyne,
@@ -159,9 +160,9 @@ def test_training_triplets_md2_k_and_stereo_slot_from_real_frames(tmp_path: Path
     assert torch.allclose(sample["K"], torch.tensor([[0.58 * 320, 0, 160], [0, 1.92 * 96, 48], [0, 0, 1]]))
     prev = Image.open(FRAMES / "0000000004.png").convert("RGB").resize((320, 96), Image.Resampling.LANCZOS)
     expected = torch.from_numpy(np.asarray(prev, dtype=np.float32) / 255).permute(2, 0, 1)
-    assert torch.allclose(sample[("color", -1)], expected, atol=1e-6)
-    assert not torch.allclose(sample[("color", 1)], expected)
-    assert sample[("color", "s")].shape == (3, 96, 320)
+    assert torch.allclose(sample[color_key(-1)], expected, atol=1e-6)
+    assert not torch.allclose(sample[color_key(1)], expected)
+    assert sample[color_key("s")].shape == (3, 96, 320)
     assert sample["stereo_T"][0, 3] == pytest.approx(-0.1)  # left image, unflipped (MD2's sign convention)
     assert ds[1]["stereo_T"][0, 3] == pytest.approx(0.1)
     assert ds.items[1].sequence.name.endswith("image_03")
@@ -195,7 +196,7 @@ def test_weatherkitti_pairs_fill_degraded_slots_and_eval_conditions(tmp_path: Pa
                                      "augment.color_jitter_p=0.0"])
     sample = build_dataset(cfg, "train", train=True)[0]
     assert sample["is_degraded"] and sample["degraded_condition"] == "rain"
-    ratio = sample["degraded"].mean() / sample[("color", 0)].mean()
+    ratio = sample["degraded"].mean() / sample[color_key(0)].mean()
     assert 0.45 < float(ratio) < 0.55  # the halved (pixel-aligned) weather copy
     items = build_dataset(cfg, "test", train=False).items
     assert [it.condition for it in items] == ["clear", "raingan"]

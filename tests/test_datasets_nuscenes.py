@@ -13,6 +13,7 @@ from scipy.spatial.transform import Rotation
 
 from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
+from robustdepth.data.base import color_key, translation_key
 from robustdepth.data.nuscenes import scene_condition, static_filter
 from tests.test_datasets_kitti import REAL, assert_metrics, constant_depth_checkpoint, hand_metrics, run_eval
 
@@ -91,7 +92,7 @@ def test_triplets_k_speed_conditions_and_gt_projection(tmp_path: Path) -> None:
     ds = build_dataset(cfg, "train", train=True)
     assert [it.condition for it in ds.items] == ["night", "day-clear"]
     sample = ds[0]
-    assert sample[("translation_norm", -1)].item() == pytest.approx(0.5)  # 5 m/s x 0.1 s
+    assert sample[translation_key(-1)].item() == pytest.approx(0.5)  # 5 m/s x 0.1 s
     assert sample["K"][0, 0].item() == pytest.approx(1266.4 * 160 / 1600)
     assert sample["K"][1, 2].item() == pytest.approx(491.5 * 96 / 900)
     gt = ds.items[0].sequence.depth_gt(1, "night")
@@ -126,13 +127,13 @@ def test_daytime_norm_reaches_every_network_input() -> None:
 
     g = torch.Generator().manual_seed(0)
     clean, aug, degraded, degraded_aug = (torch.rand(3, 8, 8, generator=g) for _ in range(4))
-    sample = {("color", 0): clean.clone(), ("color_aug", 0): aug.clone(), "degraded": degraded.clone(),
+    sample = {color_key(0): clean.clone(), color_key(0, aug=True): aug.clone(), "degraded": degraded.clone(),
               "degraded_aug": degraded_aug.clone(), "is_degraded": True, "degraded_condition": "night"}
     item = FrameItem(None, 0, "day-clear", {})  # type: ignore[arg-type]
     DaytimeNormHook(DAYTIME_NORM["nuscenes"], train=True)(item, sample, g, False, lambda x: x)
     day, night = DAYTIME_NORM["nuscenes"]["day"], DAYTIME_NORM["nuscenes"]["night"]
-    assert torch.equal(sample[("color", 0)], clean) and torch.equal(sample["degraded"], degraded)
-    assert torch.allclose(sample[("color_aug", 0)], daytime_remap(aug, *day))
+    assert torch.equal(sample[color_key(0)], clean) and torch.equal(sample["degraded"], degraded)
+    assert torch.allclose(sample[color_key(0, aug=True)], daytime_remap(aug, *day))
     assert torch.allclose(sample["clean_input"], daytime_remap(clean, *day))
     assert torch.allclose(sample["degraded_aug"], daytime_remap(degraded_aug, *night))
     assert torch.allclose(sample["degraded_input"], daytime_remap(degraded, *night))

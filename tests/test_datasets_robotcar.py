@@ -10,6 +10,7 @@ import pytest
 
 from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
+from robustdepth.data.base import color_key
 from robustdepth.data.robotcar import (
     GT_SUBDIR,
     accumulate_laser,
@@ -61,7 +62,7 @@ def test_night_triplet_crop_and_k(tmp_path: Path) -> None:
     ds = build_dataset(cfg, "train", train=True)
     assert len(ds) == 1 and ds.items[0].condition == "night" and ds.items[0].index == 1
     sample = ds[0]
-    assert sample[("color", -1)].shape == (3, 320, 544)
+    assert sample[color_key(-1)].shape == (3, 320, 544)
     assert sample["K"][0, 0].item() == pytest.approx(983.044 * 544 / 1280, rel=1e-5)
     assert sample["K"][1, 2].item() == pytest.approx(493.379 * 320 / 768, rel=1e-5)  # crop keeps the top rows
 

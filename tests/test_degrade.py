@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 
+from robustdepth.data.base import color_key
 from robustdepth.degrade import CONDITIONS, TRANSLATORS, DegradeSampler, image_position_depth, translate
 
 RANDOM_CONDITIONS = ("night", "rain", "fog", "snow", "noise", "low_exposure")  # those that draw random fields
@@ -238,7 +239,7 @@ def test_offline_supply_reads_md4all_style_translated_folders(tmp_path) -> None:
             "degrade.rules": rules, "augment.flip_p": flip}))
     sample = build_dataset(cfg(0.0), "train", train=True)[0]
     assert sample["is_degraded"] and sample["degraded_condition"] == "night"
-    assert sample["degraded"].shape == sample[("color", 0)].shape == (3, 64, 192)
+    assert sample["degraded"].shape == sample[color_key(0)].shape == (3, 64, 192)
     assert sample["degraded"][:, :, :90].mean() > 0.7 and sample["degraded"][:, :, 102:].mean() < 0.05
     flipped = build_dataset(cfg(1.0), "train", train=True)[0]
     assert torch.equal(flipped["degraded"], sample["degraded"].flip(-1))

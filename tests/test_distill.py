@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from robustdepth.configure import load_config
+from robustdepth.data.base import color_key
 from robustdepth.losses.distill import DistillLoss, relative_l1
 from robustdepth.losses.syn2real import Syn2RealKLLoss, consistency_weight, histogram_kl
 from robustdepth.networks import DepthOutput
@@ -49,9 +50,9 @@ def small_cfg(*overrides: str) -> Any:
 
 
 def make_ctx(net: nn.Module, providers: FixedProviders, batch_size: int = 1, cfg: Any = None,
-             step: int = 0, extra: dict[Any, Any] | None = None) -> StepContext:
+             step: int = 0, extra: dict[str, Any] | None = None) -> StepContext:
     image = torch.rand(batch_size, 3, H, W, generator=torch.Generator().manual_seed(1))
-    batch: dict[Any, Any] = {("color", 0): image, ("color_aug", 0): image, **(extra or {})}
+    batch: dict[str, Any] = {color_key(0): image, color_key(0, aug=True): image, **(extra or {})}
     cfg = cfg or small_cfg()
     return StepContext(batch, net, None, providers, StepState(step, 10, step // 5, 5), cfg,
                        torch.Generator().manual_seed(0), torch.device("cpu"))

@@ -14,7 +14,7 @@ from PIL import Image
 from robustdepth.cli import main
 from robustdepth.configure import apply_overrides, load_config
 from robustdepth.data import build_dataset, build_items
-from robustdepth.data.base import DataError
+from robustdepth.data.base import DataError, color_key, translation_key
 from robustdepth.data.drives import source_config
 from robustdepth.data.kitti import export_gt, load_gt_depths, load_velodyne_points
 from robustdepth.data.kitti_odometry import OdometrySequence, read_odometry_calib, read_poses
@@ -117,7 +117,7 @@ def test_real_odometry_dataset_items_k_poses_and_translation() -> None:
     sample = train[0]
     assert torch.allclose(sample["K"], torch.tensor([[707.0912 * 320 / 1226, 0, 601.8873 * 320 / 1226],
                                                      [0, 707.0912 * 96 / 370, 183.1104 * 96 / 370], [0, 0, 1]]))
-    assert 1.30 < float(sample[("translation_norm", 1)]) < 1.44
+    assert 1.30 < float(sample[translation_key(1)]) < 1.44
     test = build_dataset(cfg, "test", train=False)
     assert [it.index for it in test.items] == list(range(0, 51, 5))
     assert test[0]["depth_gt"].shape == (1, 370, 1226)
@@ -159,7 +159,7 @@ def test_whole_drives_and_mixed_sources_train_on_the_real_frames() -> None:
     assert torch.allclose(k_drive, expected) and torch.allclose(k_demo, expected)
     first = Image.open(RAW / "2011_09_26/2011_09_26_drive_0095_sync/image_02/data/0000000000.jpg").convert("RGB")
     want = torch.from_numpy(np.asarray(first.resize((320, 96), Image.Resampling.LANCZOS), np.float32) / 255)
-    assert torch.allclose(ds[0][("color", -1)], want.permute(2, 0, 1))
+    assert torch.allclose(ds[0][color_key(-1)], want.permute(2, 0, 1))
     md2 = apply_overrides(cfg, ["data.options.sources=[{dataset: kitti_drives, root: "
                                 "kitti_raw_2011_09_26_drive_0095, options: {intrinsics: md2}}]"])
     assert build_dataset(md2, "train", True)[0]["K"][0, 0] == pytest.approx(0.58 * 320)

@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest.importorskip("diffusers", reason="robustdepth[diffusion] extra not installed")
 pytest.importorskip("peft", reason="robustdepth[diffusion] extra not installed")
 
+from robustdepth.data.base import color_key
 from robustdepth.degrade.learned import (
     ADAPTER_FILE,
     SOURCE,
@@ -210,7 +211,7 @@ def test_translator_in_the_data_path_end_to_end(tmp_path: Path, capsys: pytest.C
     cfg = load_config("monodepth2", [*over, "degrade.mode=offline", f"degrade.offline_root={tmp_path / 'set'}",
                                      "degrade.rules=[{condition: night, p: 1.0}]", "augment.flip_p=0"])
     sample = build_dataset(cfg, "train", train=True)[0]
-    expected = translator.translate(sample[("color", 0)][None], "night")[0]
+    expected = translator.translate(sample[color_key(0)][None], "night")[0]
     assert sample["is_degraded"] and sample["degraded"].shape == (3, 64, 96)
     assert (sample["degraded"] - expected).abs().max() <= 1 / 255 + 1e-6  # the translator's output, as 8-bit PNG
     assert main(["degrade", "write", "monodepth2", *over, "--out", str(tmp_path / "set2"), "--conditions", "rain",

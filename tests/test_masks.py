@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from robustdepth.configure import load_config
 from robustdepth.data import DataError, build_dataset
+from robustdepth.data.base import color_key
 from robustdepth.priors.masks import (
     MasksConfig,
     build_segmenter,
@@ -142,7 +143,7 @@ def test_masks_slot_flips_with_the_images(corridor: Path, tmp_path: Path) -> Non
     item = plain.items[3]
     np.testing.assert_array_equal(a["masks"].numpy(), load_partition(mask_path(cache, item.sequence.name, item.index)))
     assert b["flipped"] and torch.equal(b["masks"], a["masks"].flip(-1))
-    assert torch.equal(b[("color", 0)], a[("color", 0)].flip(-1))
+    assert torch.equal(b[color_key(0)], a[color_key(0)].flip(-1))
     off = build_dataset(load_config("monodepth2", corridor_overrides(corridor)), "train", True)
     assert "masks" not in off[0]
     with pytest.raises(DataError, match="providers.masks.cache is empty"):

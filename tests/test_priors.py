@@ -14,6 +14,7 @@ import torch
 from robustdepth.checkpoint import save_checkpoint
 from robustdepth.config import ConfigError, to_dict
 from robustdepth.configure import load_config
+from robustdepth.data.base import color_key
 from robustdepth.networks import DepthNet
 from robustdepth.priors.depth_prior import DepthPrior, dav2_input_size, nearest_multiple, oracle_disparity
 from robustdepth.priors.histogram_cli import add_subparser
@@ -44,7 +45,7 @@ def test_teacher_is_frozen_and_predicts_every_scale(depth_only_checkpoint: Path)
     assert not teacher.training and not teacher.depth_net.training
     assert not any(p.requires_grad for p in teacher.parameters())
     ctx = make_ctx(torch.nn.Identity(), FixedProviders(), batch_size=2, cfg=cfg)
-    ctx.batch[("color", 0)] = torch.rand(2, 3, 64, 96)
+    ctx.batch[color_key(0)] = torch.rand(2, 3, 64, 96)
     pred = teacher(ctx)
     assert pred.scaled_disp(1).shape == (2, 1, 64, 96)
     assert torch.allclose(pred.depth(0), 1 / pred.scaled_disp(0))
@@ -84,7 +85,7 @@ def test_depth_anything_prior_loads_locally_and_runs(tmp_path: Path) -> None:
     prior = DepthPrior(cfg.providers.depth_prior, cfg)
     assert not any(p.requires_grad for p in prior.parameters())
     ctx = make_ctx(torch.nn.Identity(), FixedProviders(), batch_size=2, cfg=cfg)
-    ctx.batch[("color", 0)] = torch.rand(2, 3, 64, 192)
+    ctx.batch[color_key(0)] = torch.rand(2, 3, 64, 192)
     out = prior(ctx)
     assert out.disparity.shape == (2, 1, 64, 192) and out.valid.shape == out.disparity.shape
     assert torch.isfinite(out.disparity).all()
@@ -225,7 +226,7 @@ def test_depth_anything_sees_the_raw_frame_at_322x574(tmp_path: Path) -> None:
                                           with_kwargs=True)
     ctx = make_ctx(torch.nn.Identity(), FixedProviders(), cfg=cfg)
     raw = torch.rand(1, 3, 64, 192)
-    ctx.batch[("color", 0)] = raw
+    ctx.batch[color_key(0)] = raw
     ctx.batch["clean_input"] = raw * 0 - 5  # a daytime-normalised network input must not reach DAv2
     prior(ctx)
     assert tuple(seen[0].shape[-2:]) == (322, 574)
@@ -248,8 +249,8 @@ def test_frozen_teacher_sees_the_normalisation_it_was_trained_with(tmp_path: Pat
         cfg = small_cfg("providers.teacher.enabled=true", f"providers.teacher.checkpoint={path}")
         teacher = Teacher(cfg.providers.teacher, cfg)
         ctx = make_ctx(torch.nn.Identity(), FixedProviders(), cfg=cfg)
-        ctx.batch[("color", 0)] = torch.rand(1, 3, 64, 96)
-        ctx.batch["clean_input"] = ctx.batch[("color", 0)] * 0.5 + 0.1
+        ctx.batch[color_key(0)] = torch.rand(1, 3, 64, 96)
+        ctx.batch["clean_input"] = ctx.batch[color_key(0)] * 0.5 + 0.1
         shown[daytime] = teacher(ctx).image
-        assert torch.equal(shown[daytime], ctx.batch["clean_input"] if daytime else ctx.batch[("color", 0)])
+        assert torch.equal(shown[daytime], ctx.batch["clean_input"] if daytime else ctx.batch[color_key(0)])
         assert torch.equal(ctx.image("clean"), ctx.batch["clean_input"])  # what L_c's clean student pass sees

@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from robustdepth.config import ConfigError
+from robustdepth.data.base import color_key
 from robustdepth.geometry import Pose
 from robustdepth.losses.rosam import (
     RosamDistillConfig,
@@ -443,7 +444,7 @@ def test_sees_degraded_follows_the_s_step_gate(active: bool) -> None:
     from robustdepth.priors.teacher import Teacher
 
     clean, degraded = torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2)
-    ctx = SimpleNamespace(degraded_active=active, batch={"degraded": degraded, ("color", 0): clean},
+    ctx = SimpleNamespace(degraded_active=active, batch={"degraded": degraded, color_key(0): clean},
                           image=lambda view: {"clean": clean}[view], color=lambda frame_id: clean)
     ctx.frozen_image = lambda degraded, daytime_norm=False: StepContext.frozen_image(ctx, degraded, daytime_norm)
     me = SimpleNamespace(cfg=SimpleNamespace(sees="degraded"), name="teacher", daytime_norm=False)

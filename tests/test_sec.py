@@ -16,6 +16,7 @@ from scipy.spatial.distance import jensenshannon
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import ConfigError
 from robustdepth.configure import load_config
+from robustdepth.data.base import color_key
 from robustdepth.losses.sec import (
     SECLoss,
     exp_ramp,
@@ -100,7 +101,7 @@ def _queue(size: int = 2, **cfg_extra: object) -> tuple[LatencyQueue, DepthNet]:
 
 def _ctx(step: int, steps_per_epoch: int = 100) -> StepContext:
     cfg = load_config("sec_monodepth2")
-    batch = {("color", 0): torch.zeros(1, 3, 64, 96)}
+    batch = {color_key(0): torch.zeros(1, 3, 64, 96)}
     return StepContext(batch, lambda x: x, None, None, StepState(step, 1000, 0, steps_per_epoch), cfg,
                        torch.Generator(), torch.device("cpu"))
 
@@ -359,7 +360,7 @@ class FakeCtx:
     def __init__(self, maps: dict[str, torch.Tensor], is_degraded: list[bool], progress: float,
                  negative: FakeNegative | None) -> None:
         self.maps, self.negative = maps, negative
-        self.batch = {"is_degraded": torch.tensor(is_degraded), ("color", 0): torch.zeros(len(is_degraded), 3, 4, 4)}
+        self.batch = {"is_degraded": torch.tensor(is_degraded), color_key(0): torch.zeros(len(is_degraded), 3, 4, 4)}
         self.degraded_active, self.device = True, torch.device("cpu")
         self.state = StepState(round(progress * 1000), 1000, 0, 100)
         self.batch_size = len(is_degraded)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
-from robustdepth.data.base import FrameCache
+from robustdepth.data.base import FrameCache, color_key
 from robustdepth.inference import DepthModel, predict_to_folder, resolve_precision
 from robustdepth.networks import DepthNet
 from robustdepth.similarity import compiled_photometric_errors, photometric_errors
@@ -39,7 +39,7 @@ def test_frame_cache_gives_byte_identical_samples(corridor: Path) -> None:
     assert len(cached.frame_cache) == 6 and cached.frame_cache.used_bytes == 6 * 64 * 192 * 3
     tiny = FrameCache(100)  # smaller than one frame: nothing is kept, samples still load
     cached.frame_cache = tiny
-    assert torch.equal(cached[1][("color", 0)], plain[1][("color", 0)]) and len(tiny) == 0
+    assert torch.equal(cached[1][color_key(0)], plain[1][color_key(0)]) and len(tiny) == 0
     with pytest.raises(ValueError, match="budget"):
         FrameCache(-1)
 

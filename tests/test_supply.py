@@ -10,7 +10,7 @@ import torch
 from robustdepth.config import ConfigError
 from robustdepth.configure import load_config
 from robustdepth.data import build_dataset
-from robustdepth.data.base import DataError
+from robustdepth.data.base import DataError, color_key
 from robustdepth.degrade.supply import write_offline_set
 from tests.conftest import corridor_overrides, write_corridor_sequence
 
@@ -31,12 +31,12 @@ def test_online_supply_fills_slots_reproducibly(seq: Path) -> None:
     labels = []
     for i in range(len(ds)):
         s = ds[i]
-        assert s["degraded"].shape == s[("color", 0)].shape
+        assert s["degraded"].shape == s[color_key(0)].shape
         labels.append(s["degraded_condition"])
         if s["is_degraded"]:
-            assert not torch.equal(s["degraded"], s[("color", 0)])
+            assert not torch.equal(s["degraded"], s[color_key(0)])
         else:
-            assert torch.equal(s["degraded_aug"], s[("color_aug", 0)])
+            assert torch.equal(s["degraded_aug"], s[color_key(0, aug=True)])
     assert torch.equal(ds[3]["degraded"], ds[3]["degraded"])  # same (seed, epoch, index) -> same image
     # the overwrite-rule frequencies are DegradeSampler's (tests/test_degrade.py); here: rules are used
     assert set(labels) <= {"rain", "night", "clear"} and len(set(labels)) > 1
@@ -57,7 +57,7 @@ def test_offline_set_round_trip(seq: Path, tmp_path: Path) -> None:
                        "train", train=True)
     s = ds[0]
     assert s["is_degraded"] and s["degraded_condition"] == "night"
-    assert s["degraded"].mean() < 0.6 * s[("color", 0)].mean()  # night is darker
+    assert s["degraded"].mean() < 0.6 * s[color_key(0)].mean()  # night is darker
     # flipped with the sample, so still pixel-aligned: compare image gradients' sign structure
     unflipped = build_dataset(_cfg(seq, **{"degrade.mode": "offline", "degrade.offline_root": str(out),
                                            "degrade.rules": "[{condition: night, p: 1.0}]",

@@ -10,6 +10,7 @@ import torch
 
 from robustdepth.checkpoint import CheckpointError, atomic_save, load_checkpoint
 from robustdepth.configure import load_config
+from robustdepth.data.base import color_key
 from robustdepth.training.trainer import Trainer, TrainingDiverged, train
 from tests.conftest import corridor_overrides, run_two_processes
 
@@ -50,7 +51,7 @@ def test_non_finite_step_is_skipped_then_run_stops(corridor: Path, tmp_path: Pat
     trainer = Trainer(cfg, run_dir=tmp_path)
     batch = next(iter(trainer._batches()))
     before = {k: v.clone() for k, v in trainer.models.state_dict().items()}
-    batch[("color", 0)] = torch.full_like(batch[("color", 0)], float("nan"))
+    batch[color_key(0)] = torch.full_like(batch[color_key(0)], float("nan"))
     logs = trainer.train_step(batch)
     assert logs["skipped_steps"] == 1 and trainer.step == 1
     for key, value in trainer.models.state_dict().items():

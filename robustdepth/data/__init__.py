@@ -17,9 +17,11 @@ from robustdepth.data.base import (
     FrameItem,
     FrameSequence,
     SampleHook,
+    color_key,
     items_with_neighbours,
     read_depth,
     read_rgb,
+    translation_key,
 )
 from robustdepth.data.folder import folder_sequences
 from robustdepth.data.registry import (
@@ -107,10 +109,12 @@ __all__ = [
     "WorldSequence",
     "build_dataset",
     "build_items",
+    "color_key",
     "ordered_hook_factories",
     "items_with_neighbours",
     "read_depth",
     "read_rgb",
     "register_dataset",
     "register_sample_hook",
+    "translation_key",
 ]

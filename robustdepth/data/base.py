@@ -5,23 +5,30 @@ Every dataset (the embedded world, a generic folder, KITTI, nuScenes, …) only 
 (sequence, frame index, condition) a split holds. :class:`FrameDataset` turns items into samples,
 so loading, resizing, flipping and jitter behave identically for all of them.
 
-Sample keys (collated into the batch dict the trainer and losses read):
+Sample keys (collated into the batch dict the trainer and losses read). Every key is a string; a per-frame
+slot is ``"<slot>:<frame>"`` (:data:`KEY_SEPARATOR`), built with :func:`color_key` / :func:`translation_key`,
+never spelled by hand:
 
-========================  =====================================================================
-``("color", f)``          frame ``f`` (0 = target, −1/+1 = sources), 3×H×W in [0, 1], un-jittered
-``("color_aug", f)``      the same frame with this sample's colour jitter / noise (network input)
-``"K"``                   3×3 intrinsics in pixels at the training resolution
-``"condition"``           condition label (clear, night, rain, fog, snow, …)
-``"index"``, ``"flipped"``  item index in the split, whether the sample was mirrored
-``"depth_gt"``            1×Hg×Wg metres at the native resolution, 0 = invalid (when loaded)
-``("translation_norm", f)``  |t| between target and source ``f`` in metres (velocity loss), when known
-slots filled by hooks     e.g. ``"degraded"``/``"degraded_aug"``/``"is_degraded"`` (degradation
-                          supply), ``"masks"`` (object masks), ``"depth_prior"``
-========================  =====================================================================
+============================  =================================================================================
+``"color:<f>"``               frame ``f`` (``color_key(f)``; 0 = target, −1/+1 = sources, ``s`` = KITTI's other
+                              stereo camera), 3×H×W in [0, 1], un-jittered
+``"color_aug:<f>"``           the same frame with this sample's colour jitter / noise (``color_key(f, aug=True)``,
+                              network input)
+``"K"``                       3×3 intrinsics in pixels at the training resolution
+``"condition"``               condition label (clear, night, rain, fog, snow, …)
+``"index"``, ``"flipped"``    item index in the split, whether the sample was mirrored
+``"depth_gt"``                1×Hg×Wg metres at the native resolution, 0 = invalid (when loaded)
+``"translation_norm:<f>"``    |t| between target and source ``f`` in metres (``translation_key(f)``, velocity
+                              loss), when known
+slots filled by hooks         e.g. ``"degraded"``/``"degraded_aug"``/``"is_degraded"``/``"degraded_condition"``
+                              (degradation supply), ``"stereo_T"`` (KITTI stereo), ``"clean_input"``/
+                              ``"degraded_input"`` (daytime normalisation), ``"masks"`` (object masks)
+============================  =================================================================================
 """
 
 from __future__ import annotations
 
+import numbers
 import warnings
 import zipfile
 from abc import ABC, abstractmethod
@@ -36,6 +43,40 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from robustdepth.data.augment import add_noise, apply_jitter, sample_jitter
+
+
+#: Separates a per-frame slot's name from its frame in a batch key (``"color:-1"``): not a character of any
+#: slot name, and a plain string, so keys survive torch's default collate and compare by value in ``dict`` lookups.
+KEY_SEPARATOR = ":"
+#: Slot names of the per-frame keys (see the module docstring).
+COLOR, COLOR_AUG, TRANSLATION_NORM = "color", "color_aug", "translation_norm"
+
+
+def frame_key(slot: str, frame: int | str) -> str:
+    """The batch key of per-frame ``slot`` for ``frame``: ``frame_key(COLOR, -1) == "color:-1"``.
+
+    ``frame`` is an integer offset (NumPy integers included) or a named slot such as ``"s"``; anything else
+    (a float ``1.0``, a bool) is refused rather than spelled into a key no one reads.
+    """
+    if isinstance(frame, bool) or not isinstance(frame, (numbers.Integral, str)):
+        raise TypeError(f"a frame of a batch key is an int offset or a slot name such as 's', got {frame!r}")
+    return f"{slot}{KEY_SEPARATOR}{frame if isinstance(frame, str) else int(frame)}"
+
+
+def color_key(frame: int | str, aug: bool = False) -> str:
+    """The batch key of frame ``frame`` (0 = target, −1/+1 = sources, ``"s"`` = KITTI's stereo slot):
+    ``"color:0"``, ``"color:-1"``, ``"color:s"``; with ``aug`` its jittered copy, ``"color_aug:1"``."""
+    return frame_key(COLOR_AUG if aug else COLOR, frame)
+
+
+def translation_key(frame: int) -> str:
+    """The batch key of |t| between the target and source ``frame`` in metres: ``"translation_norm:-1"``."""
+    return frame_key(TRANSLATION_NORM, frame)
+
+
+def key_slot(key: str) -> str:
+    """The slot name of a batch key: ``"color_aug"`` for ``"color_aug:-1"``, the key itself for ``"K"``."""
+    return key.partition(KEY_SEPARATOR)[0]
 
 
 class DataError(ValueError):
@@ -241,7 +282,7 @@ class SampleHook(Protocol):
     the degraded copy), so network inputs derived from one frame share one augmentation.
     """
 
-    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+    def __call__(self, item: FrameItem, sample: dict[str, Any], gen: torch.Generator, flipped: bool,
                  augment: Callable[[torch.Tensor], torch.Tensor]) -> None: ...
 
 
@@ -378,7 +419,7 @@ class FrameDataset(Dataset):
         K[1] *= self.height / native_hw[0]
         return torch.from_numpy(K.astype(np.float32))
 
-    def _translation_norms(self, item: FrameItem) -> dict[Any, torch.Tensor]:
+    def _translation_norms(self, item: FrameItem) -> dict[str, torch.Tensor]:
         target = item.sequence.pose(item.index)
         if target is None:
             return {}
@@ -386,11 +427,11 @@ class FrameDataset(Dataset):
         for f in self.frame_ids[1:]:
             source = item.sequence.pose(item.index + f)
             if source is not None:
-                out[("translation_norm", f)] = torch.tensor(
+                out[translation_key(f)] = torch.tensor(
                     float(np.linalg.norm(source[:3, 3] - target[:3, 3])), dtype=torch.float32)
         return out
 
-    def __getitem__(self, encoded: int) -> dict[Any, Any]:
+    def __getitem__(self, encoded: int) -> dict[str, Any]:
         epoch, idx = divmod(int(encoded), len(self.items))
         item = self.items[idx]
         gen = torch.Generator().manual_seed(sample_seed(self.seed, epoch, idx))
@@ -400,7 +441,7 @@ class FrameDataset(Dataset):
             if torch.rand((), generator=gen) < aug.color_jitter_p else None
         noisy = bool(torch.rand((), generator=gen) < aug.noise_p)
 
-        sample: dict[Any, Any] = {"index": idx, "condition": item.condition, "flipped": flipped}
+        sample: dict[str, Any] = {"index": idx, "condition": item.condition, "flipped": flipped}
         native_hw = (self.height, self.width)
         for f in self.frame_ids:
             frame, hw = self._frame_tensor(item, item.index + f)
@@ -408,8 +449,8 @@ class FrameDataset(Dataset):
                 native_hw = hw
             if flipped:
                 frame = frame.flip(-1)
-            sample[("color", f)] = frame
-            sample[("color_aug", f)] = self.jitter_and_noise(frame, jitter, noisy, gen)
+            sample[color_key(f)] = frame
+            sample[color_key(f, aug=True)] = self.jitter_and_noise(frame, jitter, noisy, gen)
         sample["K"] = self._intrinsics(item, native_hw)
         sample.update(self._translation_norms(item))
         if self.load_depth_gt:

@@ -34,7 +34,7 @@ import torch
 from PIL import Image
 
 from robustdepth.data.registry import register_dataset, register_sample_hook
-from robustdepth.data.base import DataError, FrameItem, FrameSequence, read_depth, read_rgb
+from robustdepth.data.base import DataError, FrameItem, FrameSequence, color_key, read_depth, read_rgb
 
 SIDE_TO_CAMERA = {"l": 2, "r": 3, "2": 2, "3": 3}
 OTHER_SIDE = {"l": "r", "r": "l", "2": "3", "3": "2"}
@@ -361,13 +361,14 @@ def _load_resized(path: Path, width: int, height: int, flipped: bool) -> torch.T
 
 
 class StereoHook:
-    """MD2's stereo slot: ``("color", "s")``/``("color_aug", "s")`` (the other camera, same frame) and
+    """MD2's stereo slot: ``color_key("s")``/``color_key("s", aug=True)`` (``"color:s"``/``"color_aug:s"``, the
+    other camera, same frame) and
     ``"stereo_T"`` (4×4 target→other camera, x-translation ±0.1 by side and flip, as MD2)."""
 
     def __init__(self, height: int, width: int) -> None:
         self.height, self.width = height, width
 
-    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+    def __call__(self, item: FrameItem, sample: dict[str, Any], gen: torch.Generator, flipped: bool,
                  augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
         seq = item.sequence
         if not isinstance(seq, KittiSequence):
@@ -375,8 +376,8 @@ class StereoHook:
         side = item.extra.get("side", "l")
         other = KittiSequence(seq.root, seq.folder, SIDE_TO_CAMERA[OTHER_SIDE[side]], seq.ext)
         frame = _load_resized(other.image_path(item.index, "clear"), self.width, self.height, flipped)
-        sample[("color", "s")] = frame
-        sample[("color_aug", "s")] = augment(frame)
+        sample[color_key("s")] = frame
+        sample[color_key("s", aug=True)] = augment(frame)
         T = torch.eye(4)
         T[0, 3] = (-1.0 if side in ("l", "2") else 1.0) * (-1.0 if flipped else 1.0) * MD2_STEREO_BASELINE
         sample["stereo_T"] = T
@@ -389,12 +390,12 @@ class WeatherKittiHook:
     def __init__(self, height: int, width: int, p: float, conditions: Sequence[str]) -> None:
         self.height, self.width, self.p, self.conditions = height, width, p, list(conditions)
 
-    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+    def __call__(self, item: FrameItem, sample: dict[str, Any], gen: torch.Generator, flipped: bool,
                  augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
         degrade = bool(torch.rand((), generator=gen) < self.p)
         choice = int(torch.randint(len(self.conditions), (), generator=gen))
         if not degrade:
-            sample["degraded"], sample["degraded_aug"] = sample[("color", 0)], sample[("color_aug", 0)]
+            sample["degraded"], sample["degraded_aug"] = sample[color_key(0)], sample[color_key(0, aug=True)]
             sample["is_degraded"], sample["degraded_condition"] = False, "clear"
             return
         variant = self.conditions[choice]
@@ -420,7 +421,7 @@ def kitti_hook_factory(cfg: Any, split: str, train: bool) -> Callable[..., None]
     if not hooks:
         return None
 
-    def run_all(item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+    def run_all(item: FrameItem, sample: dict[str, Any], gen: torch.Generator, flipped: bool,
                 augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
         for hook in hooks:
             hook(item, sample, gen, flipped, augment)

@@ -39,7 +39,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from robustdepth.data.registry import HOOK_NORMALISE, register_dataset, register_sample_hook
-from robustdepth.data.base import DataError, FrameItem, FrameSequence
+from robustdepth.data.base import COLOR_AUG, DataError, FrameItem, FrameSequence, color_key, key_slot
 
 TABLES = ("scene", "sample", "sample_data", "calibrated_sensor", "sensor", "ego_pose")
 CAMERA = "CAM_FRONT"
@@ -375,8 +375,8 @@ class DaytimeNormHook:
     the student's degraded input, and — as ``"clean_input"`` / ``"degraded_input"`` — the un-jittered clean and
     degraded frames that the frozen teacher and the student's clean pass (ACDepth's L_c) see through
     ``ctx.image("clean")``. Each is remapped with the day or night statistics of its (possibly translated)
-    condition; loss slots (``("color", f)``, ``"degraded"``) stay raw in training. At evaluation
-    ``("color", 0)`` — the runner's input — is remapped. The condition label is needed at test time too
+    condition; loss slots (``color_key(f)``, ``"degraded"``) stay raw in training. At evaluation
+    ``color_key(0)`` — the runner's input — is remapped. The condition label is needed at test time too
     (docs/methods.md § md4all-DD)."""
 
     def __init__(self, stats: dict[str, tuple[float, float]], train: bool) -> None:
@@ -385,20 +385,20 @@ class DaytimeNormHook:
     def _stats(self, condition: str) -> tuple[float, float]:
         return self.stats["night" if condition.startswith("night") else "day"]
 
-    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+    def __call__(self, item: FrameItem, sample: dict[str, Any], gen: torch.Generator, flipped: bool,
                  augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
         mean, std = self._stats(item.condition)
         if not self.train:
-            sample[("color", 0)] = daytime_remap(sample[("color", 0)], mean, std)
+            sample[color_key(0)] = daytime_remap(sample[color_key(0)], mean, std)
             return
-        for key in [k for k in sample if isinstance(k, tuple) and k[0] == "color_aug"]:
+        for key in [k for k in sample if key_slot(k) == COLOR_AUG]:
             sample[key] = daytime_remap(sample[key], mean, std)
-        sample["clean_input"] = daytime_remap(sample[("color", 0)], mean, std)
+        sample["clean_input"] = daytime_remap(sample[color_key(0)], mean, std)
         if "degraded_aug" in sample:
             condition = sample.get("degraded_condition", "clear")
             d_mean, d_std = self._stats(condition) if sample.get("is_degraded") else (mean, std)
             sample["degraded_aug"] = daytime_remap(sample["degraded_aug"], d_mean, d_std) \
-                if sample.get("is_degraded") else sample[("color_aug", 0)]
+                if sample.get("is_degraded") else sample[color_key(0, aug=True)]
             sample["degraded_input"] = daytime_remap(sample["degraded"], d_mean, d_std)
 
 

@@ -2,7 +2,7 @@
 
 Both fill the same slots of a training sample, so loss terms never know which was used:
 
-* ``"degraded"``           the degraded target frame, pixel-aligned with ``("color", 0)``, un-jittered;
+* ``"degraded"``           the degraded target frame, pixel-aligned with ``"color:0"`` (``color_key(0)``), un-jittered;
 * ``"degraded_aug"``       the same with the sample's colour jitter / noise (the student's input);
 * ``"is_degraded"``        whether this sample got a degradation (else the two slots hold the clean frame);
 * ``"degraded_condition"`` the condition applied (``"clear"`` when none).
@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from robustdepth.config import ConfigError
-from robustdepth.data.base import DataError, FrameItem, read_rgb, sample_seed
+from robustdepth.data.base import DataError, FrameItem, color_key, read_rgb, sample_seed
 from robustdepth.data.registry import register_sample_hook
 from robustdepth.degrade.sampler import DegradeSampler
 from robustdepth.degrade.translators import translate
@@ -121,11 +121,11 @@ class DegradeSupply:
         tensor = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return (tensor.flip(-1) if flipped else tensor), condition
 
-    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+    def __call__(self, item: FrameItem, sample: dict[str, Any], gen: torch.Generator, flipped: bool,
                  augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        degraded, condition = self._degrade(item, sample[("color", 0)], gen, flipped)
+        degraded, condition = self._degrade(item, sample[color_key(0)], gen, flipped)
         sample["degraded"] = degraded
-        sample["degraded_aug"] = augment(degraded) if condition != "clear" else sample[("color_aug", 0)]
+        sample["degraded_aug"] = augment(degraded) if condition != "clear" else sample[color_key(0, aug=True)]
         sample["is_degraded"] = condition != "clear"
         sample["degraded_condition"] = condition
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from robustdepth.data.base import DataError, FrameItem, FrameSequence
+from robustdepth.data.base import DataError, FrameItem, FrameSequence, color_key
 from robustdepth.evaluation.evaluate import DepthEvaluator
 from robustdepth.evaluation.protocols import EvalProtocol
 
@@ -150,7 +150,7 @@ def crop_items_to_aspect(items: Sequence[FrameItem], aspect: float) -> list[Fram
 # ------------------------------------------------------------------------------------------------ the loop
 
 
-def collate_keep_gt(samples: list[dict[Any, Any]]) -> dict[Any, Any]:
+def collate_keep_gt(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Default collation for everything but ``depth_gt``, which stays a list (frames may differ in size)."""
     from torch.utils.data import default_collate
 
@@ -208,7 +208,7 @@ def score_dataset(model: Any, dataset: Any, protocol: EvalProtocol, batch_size: 
     with tqdm(total=limit, desc=f"eval {protocol.name}", unit="img", disable=not progress) as bar, \
             torch.inference_mode():
         for batch in loader:
-            depth = model.predict_depth(batch[("color", 0)], post_process=post_process).float().cpu()
+            depth = model.predict_depth(batch[color_key(0)], post_process=post_process).float().cpu()
             for i in range(depth.shape[0]):
                 if len(outcome.model) >= limit:
                     break

@@ -111,14 +111,15 @@ def predict_motions(pose_net: torch.nn.Module, dataset: Any, device: torch.devic
     Returns ``{sequence name: (target indices, K×4×4 motions)}``; frames come un-augmented, resized to
     the dataset's resolution exactly as for training.
     """
+    from robustdepth.data.base import color_key
     from robustdepth.networks.pose import relative_pose
 
     pose_net.eval()
     grouped: dict[str, tuple[Any, list[int], list[np.ndarray]]] = {}
     for start in range(0, len(dataset), batch_size):
         samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        target = torch.stack([s[("color", 0)] for s in samples]).to(device)
-        source = torch.stack([s[("color", 1)] for s in samples]).to(device)
+        target = torch.stack([s[color_key(0)] for s in samples]).to(device)
+        source = torch.stack([s[color_key(1)] for s in samples]).to(device)
         matrices = relative_pose(pose_net, target, source, source_is_before=False).matrix.double().cpu().numpy()
         for sample, matrix in zip(samples, matrices):
             item = dataset.items[sample["index"]]

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from robustdepth.data import build_dataset
-from robustdepth.data.base import DataError
+from robustdepth.data.base import DataError, color_key
 from robustdepth.evaluation.evaluate import DepthEvaluator
 from robustdepth.evaluation.protocols import EvalProtocol
 
@@ -43,7 +43,7 @@ def _score(model: DepthModel, dataset: Any, loader: DataLoader, evaluator: Depth
            bar: Any) -> None:
     """Predict and score batches until ``limit`` frames are scored (the loop of :func:`evaluate_model`)."""
     for batch in loader:
-        depth = model.predict_depth(batch[("color", 0)], post_process=post).cpu()
+        depth = model.predict_depth(batch[color_key(0)], post_process=post).cpu()
         for i in range(depth.shape[0]):
             if len(evaluator) >= limit:
                 break

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from robustdepth.data.base import translation_key
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class VelocityLoss(LossTerm):
     def forward(self, ctx: StepContext) -> torch.Tensor:
         total = torch.zeros((), device=ctx.device)
         for f in ctx.source_ids:
-            key = ("translation_norm", f)
+            key = translation_key(f)
             if key not in ctx.batch:
                 raise KeyError(f"losses.velocity needs batch[{key!r}] (ego-motion magnitude), but dataset "
                                f"{ctx.cfg.data.dataset!r} provides no poses or speeds; set losses.velocity.weight=0")

@@ -497,7 +497,7 @@ class MaskSupply:
                             f"{labels.shape[1]}×{labels.shape[0]}, training runs at {self.width}×{self.height}")
         return labels
 
-    def __call__(self, item: FrameItem, sample: dict[Any, Any], gen: torch.Generator, flipped: bool,
+    def __call__(self, item: FrameItem, sample: dict[str, Any], gen: torch.Generator, flipped: bool,
                  augment: Callable[[torch.Tensor], torch.Tensor]) -> None:
         labels = torch.from_numpy(np.ascontiguousarray(self.partition(item)))
         sample["masks"] = labels.flip(-1) if flipped else labels

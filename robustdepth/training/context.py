@@ -10,11 +10,15 @@ Views (which image a depth pass sees):
 * ``clean``      — the un-jittered target frame (what teachers and priors see); a data hook that normalises
   network inputs (md4all's daytime normalisation) puts the normalised copy in the batch's ``"clean_input"``
   slot, which this view then uses, so every network pass sees the same normalisation (the raw frame stays
-  in ``("color", 0)`` for losses and for priors with their own normalisation);
+  in ``"color:0"`` for losses and for priors with their own normalisation);
 * ``clean_aug``  — the jittered target frame (Monodepth2's network input);
 * ``degraded``   — the jittered pixel-aligned degraded copy (needs the degradation supply);
 * ``input``      — the student's training input: ``degraded`` for samples that have one this step,
   else ``clean_aug``.
+
+Batch keys are strings (:mod:`robustdepth.data.base`): per-frame slots are built with
+:func:`~robustdepth.data.base.color_key` / :func:`~robustdepth.data.base.translation_key` (``"color:0"``,
+``"color_aug:-1"``, ``"translation_norm:1"``), the rest are plain names (``"K"``, ``"degraded_aug"``, …).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustdepth.data.base import color_key
 from robustdepth.geometry import Camera, Pose, warp
 from robustdepth.networks import DepthOutput, disp_to_depth
 from robustdepth.networks.pose import relative_pose
@@ -67,7 +72,7 @@ VIEWS = ("clean", "clean_aug", "degraded", "input")
 class StepContext:
     """Batch + networks + memoised passes for one step (see module docstring)."""
 
-    def __init__(self, batch: dict[Any, Any], depth_net: Callable[..., DepthOutput],
+    def __init__(self, batch: dict[str, Any], depth_net: Callable[..., DepthOutput],
                  pose_net: Callable[..., Any] | None, providers: Any, state: StepState, cfg: Any,
                  generator: torch.Generator, device: torch.device, degraded_active: bool = True) -> None:
         self.batch = batch
@@ -96,7 +101,7 @@ class StepContext:
     # -- images ------------------------------------------------------------------------------
     @property
     def batch_size(self) -> int:
-        return int(self.batch[("color", 0)].shape[0])
+        return int(self.batch[color_key(0)].shape[0])
 
     def resolve_view(self, view: str) -> str:
         """Aliases collapse so equal inputs share one pass (``input`` is ``clean_aug`` without degradation)."""
@@ -113,13 +118,13 @@ class StepContext:
         """The B×3×H×W network input of a view."""
         view = self.resolve_view(view)
         if view == "clean":
-            return self.batch.get("clean_input", self.batch[("color", 0)])
+            return self.batch.get("clean_input", self.batch[color_key(0)])
         if view == "clean_aug":
-            return self.batch[("color_aug", 0)]
+            return self.batch[color_key(0, aug=True)]
         if view == "degraded":
             return self.batch["degraded_aug"]
         mask = self.batch["is_degraded"].to(self.device).view(-1, 1, 1, 1)
-        return torch.where(mask, self.batch["degraded_aug"], self.batch[("color_aug", 0)])
+        return torch.where(mask, self.batch["degraded_aug"], self.batch[color_key(0, aug=True)])
 
     def frozen_image(self, degraded: bool, daytime_norm: bool = False) -> torch.Tensor:
         """The un-jittered frame a frozen model (teacher, Φ_day) sees: the clean target or its degraded copy,
@@ -132,7 +137,7 @@ class StepContext:
 
     def color(self, frame_id: int, scale: int = 0, aug: bool = False) -> torch.Tensor:
         """Frame ``frame_id`` (un-jittered unless ``aug``) at pyramid ``scale`` (area-downsampled once)."""
-        key = ("color_aug" if aug else "color", frame_id)
+        key = color_key(frame_id, aug)
         if scale == 0:
             return self.batch[key]
 
@@ -140,7 +145,7 @@ class StepContext:
             full = self.batch[key]
             size = (full.shape[-2] // 2**scale, full.shape[-1] // 2**scale)
             return F.interpolate(full, size=size, mode="area")
-        return self.memo((*key, scale), down)
+        return self.memo((key, scale), down)
 
     # -- geometry ----------------------------------------------------------------------------
     def camera(self, scale: int = 0) -> Camera:
@@ -202,7 +207,7 @@ class StepContext:
             disp = self.depth(view, grad).disp[scale]
             if scale == 0:
                 return disp
-            return F.interpolate(disp, size=self.batch[("color", 0)].shape[-2:], mode="bilinear",
+            return F.interpolate(disp, size=self.batch[color_key(0)].shape[-2:], mode="bilinear",
                                  align_corners=False)
         return self.memo(("disp_full", view, scale, grad), up)
 

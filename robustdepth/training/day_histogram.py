@@ -46,7 +46,7 @@ def compute_day_histogram(checkpoint: str | Path, out: str | Path, bins: int = D
     then :func:`day_clear_overrides` restricts it to day-clear frames with the training filters applied.
     """
     from robustdepth.data import build_dataset
-    from robustdepth.data.base import DataError
+    from robustdepth.data.base import DataError, color_key
 
     depth_net, _, _ = load_frozen(checkpoint)
     cfg = config_from_dict(load_checkpoint(checkpoint)["config"], strict=False)  # the model's own training set
@@ -62,7 +62,7 @@ def compute_day_histogram(checkpoint: str | Path, out: str | Path, bins: int = D
     frames = 0
     limit = max_frames or len(dataset)
     for batch in loader:
-        images = batch[("color", 0)][: limit - frames]
+        images = batch[color_key(0)][: limit - frames]
         disp = depth_net(images).disp[0]
         depth = disp_to_depth(disp, cfg.model.min_depth, cfg.model.max_depth)[1]
         counts += soft_histogram(depth, bins, min_depth, max_depth).double()

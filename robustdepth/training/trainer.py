@@ -315,7 +315,7 @@ class Trainer:
         self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     # -- the loop ------------------------------------------------------------------------------
-    def _batches(self) -> Iterator[dict[Any, Any]]:
+    def _batches(self) -> Iterator[dict[str, Any]]:
         """Batches from the current step on, epoch after epoch (resume skips finished batches)."""
         while self.step < self.total_steps:
             epoch, done = divmod(self.step, self.steps_per_epoch)
@@ -332,10 +332,10 @@ class Trainer:
                 if self.step >= self.total_steps or self.step % self.steps_per_epoch == 0:
                     break
 
-    def _to_device(self, batch: dict[Any, Any]) -> dict[Any, Any]:
+    def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def train_step(self, batch: dict[Any, Any]) -> dict[str, float]:
+    def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
         """One optimisation step (or a counted skip when anything is non-finite)."""
         state = StepState(self.step, self.total_steps, self.step // self.steps_per_epoch, self.steps_per_epoch)
         degraded_active = self.step % self.cfg.degrade.every_n_steps == 0
