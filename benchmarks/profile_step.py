@@ -140,7 +140,7 @@ def build_trainer(recipe: str, world: Path, tmp: Path, height: int, width: int, 
         over["providers.teacher.checkpoint"] = teacher
         over["model.init_checkpoint"] = teacher
     if probe.providers.masks.enabled:
-        from robustdepth.priors.masks import write_mask_cache
+        from robustdepth.providers.masks import write_mask_cache
 
         cache = tmp / f"masks_{height}x{width}"
         over["providers.masks.cache"] = cache

@@ -114,9 +114,9 @@ def arom_on_clear_test_frames(cfg: Any, teacher_ckpt: Path, max_frames: int = 0)
     from robustdepth.data import build_items
     from robustdepth.data.base import FrameDataset
     from robustdepth.networks import disp_to_depth
-    from robustdepth.priors.masks import build_segmenter, nearest_resize
-    from robustdepth.priors.rosam import adaptive_outlier_mask, region_index
-    from robustdepth.priors.teacher import load_frozen
+    from robustdepth.providers.masks import build_segmenter, nearest_resize
+    from robustdepth.providers.rosam import adaptive_outlier_mask, region_index
+    from robustdepth.providers.teacher import load_frozen
 
     settings = {"previous (τ0 + λσ, λ 1, no σ floor)": {"lam": 1.0, "threshold_units": "disparity",
                                                         "sigma_floor": 0.0},
@@ -178,9 +178,14 @@ def make_panel(cfg: Any, chain: dict[str, Path], student: Path, out: Path, title
 
     from robustdepth.geometry import Camera, Pose
     from robustdepth.networks import disp_to_depth, relative_pose
-    from robustdepth.priors.masks import build_segmenter
-    from robustdepth.priors.rosam import adaptive_outlier_mask, min_photometric_error, object_reliability, region_index
-    from robustdepth.priors.teacher import load_frozen
+    from robustdepth.providers.masks import build_segmenter
+    from robustdepth.providers.rosam import (
+        adaptive_outlier_mask,
+        min_photometric_error,
+        object_reliability,
+        region_index,
+    )
+    from robustdepth.providers.teacher import load_frozen
 
     cfg.data.test_split = cfg.eval.split
     cfg.data.train_conditions = ["clear", "night", "rain"]  # the panel's items come from the test split

@@ -30,8 +30,8 @@ import torch
 
 from robustdepth.bench.script import run_script
 from robustdepth.losses.rosam import region_contrast, regional_gaussian_likelihood
-from robustdepth.priors.masks import partition_from_masks
-from robustdepth.priors.rosam import adaptive_outlier_mask, region_index
+from robustdepth.providers.masks import partition_from_masks
+from robustdepth.providers.rosam import adaptive_outlier_mask, region_index
 
 REPO = Path(__file__).resolve().parents[1]
 #: The previous default (the paper's literal τ0 + λσ with λ = 1, no σ floor) and the fixed one.
@@ -179,7 +179,7 @@ def world_rows(root: Path, frames: int, height: int, width: int) -> dict[str, An
     from PIL import Image
 
     from robustdepth.data.world import world_sequences
-    from robustdepth.priors.masks import MasksConfig, build_segmenter, nearest_resize, relabel
+    from robustdepth.providers.masks import MasksConfig, build_segmenter, nearest_resize, relabel
 
     if not (root / "world.json").is_file():
         return None

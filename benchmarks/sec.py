@@ -114,7 +114,7 @@ def normalisation_gap(checkpoint: Path, protocol: BenchProtocol, per_condition: 
     (``providers.latency_queue.norm: running``) differs from the anchor by before any weight has moved."""
     from robustdepth.data import build_dataset
     from robustdepth.losses.sec import pixel_js
-    from robustdepth.priors.latency_queue import batch_statistics_
+    from robustdepth.providers.latency_queue import batch_statistics_
 
     model = DepthModel.from_checkpoint(checkpoint, device="cpu")
     dataset = build_dataset(model.config, protocol.eval_split, train=False)
@@ -136,7 +136,7 @@ def queue_stats(checkpoint: Path, key: str) -> dict[str, Any] | None:
     """The latency queue's record of a finished run (refreshes by reason, forced-refresh rate per SECL step, age
     distribution of the negatives), read from its last checkpoint; None for rows without a queue."""
     from robustdepth.checkpoint import load_checkpoint
-    from robustdepth.priors.latency_queue import queue_summary
+    from robustdepth.providers.latency_queue import queue_summary
 
     state = load_checkpoint(checkpoint).get("providers", {}).get("latency_queue", {}).get("_extra_state")
     if not state:
@@ -317,7 +317,7 @@ def refresh_probe(steps: int = 60, batch_size: int = 2, every_n_steps: int = 1, 
     forced-refresh rate per SECL step and the age distribution of the negatives (from the last checkpoint)."""
     from robustdepth.bench.protocol import BenchProtocol, protocol_world, quick_protocol
     from robustdepth.checkpoint import load_checkpoint
-    from robustdepth.priors.latency_queue import queue_summary
+    from robustdepth.providers.latency_queue import queue_summary
     from robustdepth.training.trainer import train
 
     protocol = quick_protocol(BenchProtocol.load(REPO / "benchmarks" / "protocol.yaml"))

@@ -20,7 +20,7 @@ EXTENSION_COMMANDS = (
     "robustdepth.degrade.cli",
     "robustdepth.bench",
     "robustdepth.export_cli",
-    "robustdepth.priors.cli",
+    "robustdepth.providers.cli",
     "robustdepth.data.cli",
     "robustdepth.evaluation.pose_cli",
     "robustdepth.pipeline_cli",

@@ -22,7 +22,7 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
     "robustdepth.degrade.cli": ("degrade", "offline degraded training sets"),
     "robustdepth.bench": ("bench", "benchmarks (corruptions, methods, …)"),
     "robustdepth.export_cli": ("export", "export the depth network to ONNX"),
-    "robustdepth.priors.cli": ("priors", "offline priors (histograms, masks, …)"),
+    "robustdepth.providers.cli": ("priors", "offline priors (histograms, masks, …)"),
     "robustdepth.data.cli": ("data", "check real datasets, export / precompute their GT"),
     "robustdepth.evaluation.pose_cli": ("eval-pose", "pose ATE on 5-frame snippets (Monodepth2's evaluate_pose)"),
     "robustdepth.pipeline_cli": ("pipeline", "train a distillation recipe end to end (teacher, then student)"),

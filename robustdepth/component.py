@@ -16,7 +16,7 @@ from torch import nn
 
 
 class Component(nn.Module):
-    """Base of :class:`~robustdepth.losses.base.LossTerm` and :class:`~robustdepth.priors.base.Provider`."""
+    """Base of :class:`~robustdepth.losses.base.LossTerm` and :class:`~robustdepth.providers.base.Provider`."""
 
     name: ClassVar[str] = ""
     Config: ClassVar[type]

@@ -3,9 +3,9 @@ loss term and provider, built from recipes and ``key=value`` overrides and valid
 
 This module sits one layer above the components and is the one place that lists what registers into a run's
 configuration and batch: it imports the two component registries — ``robustdepth.losses``
-(``losses.<term>``; ``weight: 0`` = off) and ``robustdepth.priors`` (``providers.<name>``), whose package files
+(``losses.<term>``; ``weight: 0`` = off) and ``robustdepth.providers`` (``providers.<name>``), whose package files
 list every component module — and the sample-hook modules of the layers above ``data`` (the degradation
-supply; the object masks come with ``robustdepth.priors``); it asks each enabled component to check its own section
+supply; the object masks come with ``robustdepth.providers``); it asks each enabled component to check its own section
 (:meth:`robustdepth.component.Component.check_config`). So ``robustdepth config RECIPE KEY=VALUE`` and every
 loader reject a bad value with one :class:`~robustdepth.config.ConfigError` line, before any work starts.
 """
@@ -27,7 +27,7 @@ from robustdepth.config import (
 )
 from robustdepth.degrade import supply  # noqa: F401  (sample hook: the degraded view)
 from robustdepth.losses import LOSSES
-from robustdepth.priors import PROVIDERS  # also registers the object-mask sample hook (priors.masks)
+from robustdepth.providers import PROVIDERS  # also registers the object-mask sample hook (priors.masks)
 
 
 def schema() -> DictConfig:

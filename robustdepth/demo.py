@@ -100,7 +100,7 @@ def final_lr(checkpoint: Path) -> float:
 
 def train_combined(plan: DemoPlan, teacher: Path, out: Path) -> Path:
     """The combined recipe ``all`` distilled from the baseline, with felzenszwalb object masks."""
-    from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.providers.masks import write_mask_cache
     from robustdepth.training.pipeline import run_pipeline
 
     cfg = load_config("all", [*plan.overrides("all", plan.combined_steps, final_lr(teacher)),

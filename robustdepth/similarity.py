@@ -1,6 +1,6 @@
 """Per-pixel photometric dissimilarity — 0.85·(1 − SSIM)/2 + 0.15·|x − y| (Monodepth2) — shared by the
 photometric loss (:mod:`robustdepth.losses.photometric`) and RoSAMDepth's object reliability
-(:mod:`robustdepth.priors.rosam`). Pure tensor functions; the batched path computes the target's statistics
+(:mod:`robustdepth.providers.rosam`). Pure tensor functions; the batched path computes the target's statistics
 once for several predictions of one target."""
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from robustdepth.losses.acdepth import (
     window_average,
 )
 from robustdepth.networks import DepthOutput
-from robustdepth.priors.depth_prior import RelativeDepthPrior
-from robustdepth.priors.teacher import TeacherPrediction
+from robustdepth.providers.depth_prior import RelativeDepthPrior
+from robustdepth.providers.teacher import TeacherPrediction
 from robustdepth.training.context import StepState
 from tests.test_distill import FixedProviders, H, SigmoidMaps, W, make_ctx, small_cfg, teacher_prediction
 
@@ -375,8 +375,8 @@ def test_world_training_batches_carry_gt_to_the_oracle_prior(tmp_path) -> None:
     from robustdepth.configure import load_config
     from robustdepth.data import build_dataset
     from robustdepth.networks import DepthNet
-    from robustdepth.priors.depth_prior import DepthPrior
-    from robustdepth.priors.teacher import Teacher
+    from robustdepth.providers.depth_prior import DepthPrior
+    from robustdepth.providers.teacher import Teacher
     from robustdepth.training.context import StepContext
 
     root = world.generate("tiny", 0, tmp_path / "world", progress=False)

@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("robustdepth.degrade", "robustdepth.world"),
     ("robustdepth.evaluation",),
     ("robustdepth.training.context", "robustdepth.training.distributed"),  # the step contract
-    ("robustdepth.priors",),
+    ("robustdepth.providers",),
     ("robustdepth.losses",),
     ("robustdepth.configure",),  # the full config: fixed sections + every registered component's section
     ("robustdepth.training",),
@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("robustdepth.bench", "robustdepth.demo", "robustdepth.app", "robustdepth.cli", "robustdepth.cli_lazy",
      "robustdepth.pipeline_cli", "robustdepth.export_cli", "robustdepth",
      # command modules that live beside their feature but build full configs, as every command does
-     "robustdepth.degrade.cli", "robustdepth.priors.masks_cli", "robustdepth.priors.histogram_cli",
+     "robustdepth.degrade.cli", "robustdepth.providers.masks_cli", "robustdepth.providers.histogram_cli",
      "robustdepth.evaluation.pose_cli"),
 )
 

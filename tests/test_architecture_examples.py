@@ -20,7 +20,7 @@ from robustdepth.configure import load_config
 from robustdepth.data import DATASETS, build_dataset
 from robustdepth.evaluation.protocols import PROTOCOLS
 from robustdepth.losses.base import LOSSES
-from robustdepth.priors.base import PROVIDERS
+from robustdepth.providers.base import PROVIDERS
 from robustdepth.training.trainer import Trainer
 from tests.conftest import corridor_overrides
 

@@ -14,8 +14,8 @@ from robustdepth.data.base import color_key
 from robustdepth.losses.distill import DistillLoss, relative_l1
 from robustdepth.losses.syn2real import Syn2RealKLLoss, consistency_weight, histogram_kl
 from robustdepth.networks import DepthOutput
-from robustdepth.priors.histogram import normalise_histogram, soft_histogram
-from robustdepth.priors.teacher import TeacherPrediction
+from robustdepth.providers.histogram import normalise_histogram, soft_histogram
+from robustdepth.providers.teacher import TeacherPrediction
 from robustdepth.training.context import StepContext, StepState
 
 H, W = 8, 16

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from robustdepth.configure import load_config
 from robustdepth.data import DataError, build_dataset
 from robustdepth.data.base import color_key
-from robustdepth.priors.masks import (
+from robustdepth.providers.masks import (
     MasksConfig,
     build_segmenter,
     load_partition,
@@ -219,7 +219,7 @@ def test_sam_partition_suppresses_near_duplicates_instead_of_leaving_slivers() -
 def test_sam_segmenter_applies_nms_and_min_size_with_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SAM segmenter hands the pipeline's masks and predicted IoUs to the partition with its config's
     NMS threshold and minimum region size (a stand-in pipeline returns the near-duplicate car)."""
-    from robustdepth.priors import masks as masks_module
+    from robustdepth.providers import masks as masks_module
 
     masks, scores, _ = _car_duplicates()
     speck = np.zeros_like(masks[0])
@@ -239,7 +239,7 @@ def test_sam_segmenter_applies_nms_and_min_size_with_its_settings(monkeypatch: p
 
 
 def test_nms_order_threshold_and_min_region_size() -> None:
-    from robustdepth.priors.masks import drop_small_regions, suppress_duplicates
+    from robustdepth.providers.masks import drop_small_regions, suppress_duplicates
 
     a = np.zeros((10, 10), bool)
     a[:, :6] = True  # 60 px
@@ -272,7 +272,7 @@ def _rle_encode_445(mask: np.ndarray) -> dict[str, object]:
 
 
 def test_rle_decode_inverts_the_pipeline_encoding() -> None:
-    from robustdepth.priors.masks import rle_to_mask
+    from robustdepth.providers.masks import rle_to_mask
 
     rng = np.random.default_rng(0)
     for shape in ((5, 7), (16, 9)):
@@ -305,7 +305,7 @@ def test_sam_path_uses_only_public_transformers_names() -> None:
     import inspect
     import re
 
-    from robustdepth.priors import masks
+    from robustdepth.providers import masks
 
     source = inspect.getsource(masks._sam_pipeline)
     assert re.findall(r"from transformers(\.[\w.]+)? import ([\w, ]+)", source) == [
@@ -368,7 +368,7 @@ def test_cache_fingerprint_refuses_other_images_frames_and_settings(corridor: Pa
 
 def test_world_oracle_with_sky_as_region_covers_every_pixel(tmp_path: Path) -> None:
     from robustdepth import world
-    from robustdepth.priors.masks import world_partition
+    from robustdepth.providers.masks import world_partition
 
     root = world.generate("tiny", 0, tmp_path / "world", progress=False)
     over = ["data.dataset=world", f"data.root={root}", "data.height=64", "data.width=192", "data.num_workers=0"]

@@ -11,7 +11,7 @@ import torch
 
 from robustdepth.geometry import Camera, Pose
 from robustdepth.losses.rosam import region_contrast, regional_gaussian_likelihood
-from robustdepth.priors.rosam import (
+from robustdepth.providers.rosam import (
     adaptive_outlier_mask,
     min_photometric_error,
     object_reliability,
@@ -270,7 +270,7 @@ def test_void_pixels_never_contribute() -> None:
 def test_rosam_recipe_trains_a_step_on_the_corridor(corridor: Path, tmp_path: Path) -> None:
     """The full recipe (felzenszwalb masks, frozen teacher + Φ_day, SRC, AROM, L_rgl, ORE) takes a finite step."""
     from robustdepth.configure import load_config
-    from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.providers.masks import write_mask_cache
     from robustdepth.training.trainer import Trainer
     from tests.conftest import corridor_overrides
 

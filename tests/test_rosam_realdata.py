@@ -74,7 +74,7 @@ def _assert_rosam_step(logs: dict[str, float]) -> None:
 
 def test_rosam_nuscenes_recipe_resolves_and_trains_a_step_without_degradations(nuscenes: Path,
                                                                                 tmp_path: Path) -> None:
-    from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.providers.masks import write_mask_cache
     from robustdepth.training.day_histogram import compute_day_histogram
 
     cfg = load_config("rosam_nuscenes")
@@ -118,7 +118,7 @@ def test_rosam_robotcar_recipe_resolves_and_trains_a_step_without_degradations(t
     assert (cfg.optim.batch_size, cfg.optim.epochs) == (10, 10) and cfg.losses.syn2real_kl.weight == 0.01
     if needs_real.args[0]:  # the RobotCar fixture links the real SDK models and a real night frame
         pytest.skip(needs_real.kwargs["reason"])
-    from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.providers.masks import write_mask_cache
 
     root = robotcar_root(tmp_path)
     data = ["data.dataset=robotcar", f"data.root={root}", "data.height=96", "data.width=160", "data.num_workers=0",

@@ -29,8 +29,8 @@ from robustdepth.losses.rosam import (
     regional_gaussian_likelihood,
 )
 from robustdepth.losses.syn2real import Syn2RealDistillConfig, Syn2RealDistillLoss, histogram_kl
-from robustdepth.priors.masks import nearest_resize
-from robustdepth.priors.rosam import (
+from robustdepth.providers.masks import nearest_resize
+from robustdepth.providers.rosam import (
     AromMaps,
     RegionPriors,
     RosamConfig,
@@ -241,7 +241,7 @@ def test_arom_runs_on_the_teacher_not_the_student() -> None:
 
 
 def test_arom_config_errors_are_config_errors() -> None:
-    from robustdepth.priors.rosam import RosamPriors
+    from robustdepth.providers.rosam import RosamPriors
 
     root = OmegaConf.create({"providers": {"masks": {"enabled": True}, "teacher": {"enabled": True}}})
     for bad in ({"threshold_units": "metres"}, {"ore_pose": "nobody"}, {"sigma_floor": -1.0}, {"kappa": 0.0}):
@@ -441,7 +441,7 @@ def test_histogram_kl_is_finite_with_empty_prior_bins_and_matches_kl_div() -> No
 
 @pytest.mark.parametrize("active", [True, False])
 def test_sees_degraded_follows_the_s_step_gate(active: bool) -> None:
-    from robustdepth.priors.teacher import Teacher
+    from robustdepth.providers.teacher import Teacher
 
     clean, degraded = torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2)
     ctx = SimpleNamespace(degraded_active=active, batch={"degraded": degraded, color_key(0): clean},

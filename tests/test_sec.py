@@ -29,7 +29,7 @@ from robustdepth.losses.sec import (
     soft_bins,
 )
 from robustdepth.networks import DepthNet
-from robustdepth.priors.latency_queue import LatencyQueue, Observation, SpreadStat, queue_summary, spread_statistic
+from robustdepth.providers.latency_queue import LatencyQueue, Observation, SpreadStat, queue_summary, spread_statistic
 from robustdepth.training.context import StepContext, StepState, TrainModels
 from robustdepth.training.trainer import Trainer, train
 from tests.conftest import corridor_overrides, run_two_processes

@@ -279,7 +279,7 @@ def test_md2_import_predicts_through_depth_model(tmp_path):
 
 
 def test_md2_resnet50_and_teacher_provider_accepts(tmp_path):
-    from robustdepth.priors.teacher import load_frozen
+    from robustdepth.providers.teacher import load_frozen
 
     files = md2_release(seed=3, with_pose=False, num_layers=50)
     import_weights("monodepth2", write_md2_folder(tmp_path / "rel", files), tmp_path / "run")

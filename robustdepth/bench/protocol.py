@@ -366,7 +366,7 @@ def felzenszwalb_mask_cache(protocol: BenchProtocol, runs_root: Path = RUNS_ROOT
                             extra: tuple[str, ...] | list[str] = ()) -> Path:
     """Felzenszwalb object masks of the training frames in ``runs_root/masks_felzenszwalb`` (written once,
     resumable; refused by write_mask_cache when ``recipe``'s mask parameters differ from the cached ones)."""
-    from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.providers.masks import write_mask_cache
 
     protocol_world(protocol)
     cache = Path(runs_root) / "masks_felzenszwalb"

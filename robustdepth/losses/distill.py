@@ -27,7 +27,7 @@ from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 from robustdepth.networks import disp_to_depth
 
 if TYPE_CHECKING:
-    from robustdepth.priors.teacher import TeacherPrediction
+    from robustdepth.providers.teacher import TeacherPrediction
     from robustdepth.training.context import StepContext
 
 RESOLUTIONS = ("native", "full")

@@ -7,7 +7,7 @@ enter training in three ways, on top of Syn2Real's real-adaptation stage:
   region's prototype (the re-normalised mean feature, on the sphere) and pushed from the other regions'
   of the same image — InfoNCE with temperature τ_c, divided per image by log R (R = its regions), so the
   loss at chance is 1 whatever the segmenter's region count and λ1 means the same for every segmenter.
-* **AROM** and **ORE** (``providers.rosam``, :mod:`robustdepth.priors.rosam`): per-region statistics of the
+* **AROM** and **ORE** (``providers.rosam``, :mod:`robustdepth.providers.rosam`): per-region statistics of the
   teacher's inverse depth give the outlier mask M_out; per-region photometric error of the teacher's depth and
   pose gives the object reliability W_rel.
   **L_rgl** (``rosam_rgl``) = mean (1 − M_out)·(d_s − μ)²/σ'² pulls outliers towards their region's statistics.
@@ -17,7 +17,7 @@ Region statistics use ``index_add`` over (image, region) ids — never a Python 
 pixels (label 0) never contribute: M_out = 1, W_rel = 1, no L_rgl, no SRC. Every scale's disparity is
 upsampled to the input resolution (as Syn2Real's L_cd here), so the full-resolution maps apply at every
 k; SRC works at each decoder scale's own resolution with the masks resized by centre-sampled nearest
-neighbour (:func:`robustdepth.priors.masks.nearest_resize`, the rule every mask resize here uses).
+neighbour (:func:`robustdepth.providers.masks.nearest_resize`, the rule every mask resize here uses).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from robustdepth.config import ConfigError
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 from robustdepth.losses.distill import relative_l1
 from robustdepth.losses.syn2real import consistency_weight
-from robustdepth.priors.rosam import (
+from robustdepth.providers.rosam import (
     AromMaps,
     RegionIndex,
     RegionPriors,

@@ -28,7 +28,7 @@ from torch import Tensor
 from robustdepth.config import ConfigError
 from robustdepth.losses.base import LossTerm, TermConfig, register_loss
 from robustdepth.losses.distill import relative_l1
-from robustdepth.priors.histogram import HISTOGRAM_FORMAT, normalise_histogram, soft_histogram
+from robustdepth.providers.histogram import HISTOGRAM_FORMAT, normalise_histogram, soft_histogram
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext

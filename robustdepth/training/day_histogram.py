@@ -1,6 +1,6 @@
 """Syn2Real's P^day computed from a frozen day-clear model: a chain stage of the Syn2Real / RoSAMDepth pipeline.
 
-The binning and the file format are :mod:`robustdepth.priors.histogram` (the KL loss reads them); this module
+The binning and the file format are :mod:`robustdepth.providers.histogram` (the KL loss reads them); this module
 builds the model's own training config (its data section, restricted to day-clear frames) and pools the model's
 scale-0 depth over that set (the choices are in the format module's docstring).
 """
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.configure import apply_overrides, config_from_dict
 from robustdepth.networks import disp_to_depth
-from robustdepth.priors.histogram import (
+from robustdepth.providers.histogram import (
     DAY_CLEAR,
     DEFAULT_BINS,
     DEFAULT_RANGE,
@@ -25,7 +25,7 @@ from robustdepth.priors.histogram import (
     normalise_histogram,
     soft_histogram,
 )
-from robustdepth.priors.teacher import load_frozen
+from robustdepth.providers.teacher import load_frozen
 
 
 def day_clear_overrides(cfg: Any) -> list[str]:

@@ -53,7 +53,7 @@ from robustdepth.data import build_dataset
 from robustdepth.data.base import DataError, FrameCache, FrameDataset, unwrap_worker_error
 from robustdepth.losses import LossSet
 from robustdepth.networks import PoseNet, build_depth_net
-from robustdepth.priors import ProviderSet
+from robustdepth.providers import ProviderSet
 from robustdepth.training.context import StepContext, StepState, TrainModels
 from robustdepth.training.distributed import (
     DistInfo,

@@ -23,7 +23,7 @@ def cmd_masks(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from robustdepth.configure import load_config
-    from robustdepth.priors.masks import write_mask_cache
+    from robustdepth.providers.masks import write_mask_cache
 
     recipe, overrides = split_recipe(args.args, "rosam")
     if args.data:

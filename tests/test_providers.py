@@ -16,9 +16,9 @@ from robustdepth.config import ConfigError, to_dict
 from robustdepth.configure import load_config
 from robustdepth.data.base import color_key
 from robustdepth.networks import DepthNet
-from robustdepth.priors.depth_prior import DepthPrior, dav2_input_size, nearest_multiple, oracle_disparity
-from robustdepth.priors.histogram_cli import add_subparser
-from robustdepth.priors.teacher import DayModel, Teacher
+from robustdepth.providers.depth_prior import DepthPrior, dav2_input_size, nearest_multiple, oracle_disparity
+from robustdepth.providers.histogram_cli import add_subparser
+from robustdepth.providers.teacher import DayModel, Teacher
 from robustdepth.training.day_histogram import compute_day_histogram
 from robustdepth.training.pipeline import run_pipeline, student_config
 from robustdepth.training.trainer import train
@@ -167,7 +167,7 @@ def test_teacher_prior_is_the_teachers_relative_disparity_larger_when_closer() -
 
 def teacher_prediction_from(sigma: torch.Tensor, cfg: Any) -> Any:
     from robustdepth.networks import DepthOutput
-    from robustdepth.priors.teacher import TeacherPrediction
+    from robustdepth.providers.teacher import TeacherPrediction
 
     def make(ctx: Any) -> TeacherPrediction:
         out = DepthOutput(disp=[sigma, sigma[..., ::2, ::2]], features=[], encoder_features=[])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from robustdepth.priors.histogram import DEFAULT_BINS, DEFAULT_RANGE
+from robustdepth.providers.histogram import DEFAULT_BINS, DEFAULT_RANGE
 
 
 def cmd_histogram(args: argparse.Namespace) -> int:

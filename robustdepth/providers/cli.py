@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-PRIOR_COMMAND_MODULES: tuple[str, ...] = ("robustdepth.priors.histogram_cli", "robustdepth.priors.masks_cli")
+PRIOR_COMMAND_MODULES: tuple[str, ...] = ("robustdepth.providers.histogram_cli", "robustdepth.providers.masks_cli")
 
 
 def add_parser(sub: Any) -> None:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustdepth.config import ConfigError
-from robustdepth.priors.base import Provider, ProviderConfig, register_provider
+from robustdepth.providers.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext

@@ -45,7 +45,7 @@ from PIL import Image
 from robustdepth.config import ConfigError
 from robustdepth.data.base import DataError, FrameItem
 from robustdepth.data.registry import HOOK_ANNOTATIONS, register_sample_hook
-from robustdepth.priors.base import Provider, ProviderConfig, register_provider
+from robustdepth.providers.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext
@@ -530,7 +530,7 @@ class Masks(Provider):
     def forward(self, ctx: StepContext) -> torch.Tensor:
         if "masks" not in ctx.batch:
             raise KeyError("batch has no 'masks' slot: providers.masks.enabled must be set before the dataset is "
-                           "built (the sample hook robustdepth.priors.masks fills it)")
+                           "built (the sample hook robustdepth.providers.masks fills it)")
         masks = ctx.batch["masks"]
         image = ctx.image("clean")
         if masks.shape != (image.shape[0], *image.shape[-2:]):

@@ -61,7 +61,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from robustdepth.config import ConfigError
-from robustdepth.priors.base import Provider, ProviderConfig, register_provider
+from robustdepth.providers.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext, TrainModels

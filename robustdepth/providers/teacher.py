@@ -28,7 +28,7 @@ from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import ConfigError, fixed_config_from_dict
 from robustdepth.geometry import Pose
 from robustdepth.networks import DepthNet, DepthOutput, PoseNet, build_depth_net, disp_to_depth, relative_pose
-from robustdepth.priors.base import Provider, ProviderConfig, register_provider
+from robustdepth.providers.base import Provider, ProviderConfig, register_provider
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext

@@ -12,7 +12,7 @@ depth over the offline object masks, shared by the loss terms of :mod:`robustdep
 ``ctx.provide("rosam")`` gives a :class:`RegionPriors`: the masks' region index, AROM's maps and ORE's weights
 of the batch, each computed on first use. Region statistics use ``index_add`` over (image, region) ids — never
 a Python loop over regions. Void pixels (label 0) never contribute: M_out = 1, W_rel = 1. Masks are resized by
-centre-sampled nearest neighbour (:func:`robustdepth.priors.masks.nearest_resize`).
+centre-sampled nearest neighbour (:func:`robustdepth.providers.masks.nearest_resize`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from torch import Tensor
 
 from robustdepth.config import ConfigError
 from robustdepth.geometry import Camera, Pose, warp
-from robustdepth.priors.base import Provider, ProviderConfig, register_provider
-from robustdepth.priors.masks import nearest_resize
+from robustdepth.providers.base import Provider, ProviderConfig, register_provider
+from robustdepth.providers.masks import nearest_resize
 from robustdepth.similarity import photometric_error
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def to_pixels(per_region: Tensor, index: RegionIndex, fill: float) -> Tensor:
 def resize_labels(labels: Tensor, size: tuple[int, int]) -> Tensor:
     """Nearest-neighbour resize of B×H×W integer labels, sampling each output cell at its CENTRE.
 
-    The same rule as :func:`robustdepth.priors.masks.nearest_resize` (which it calls), so masks resized
+    The same rule as :func:`robustdepth.providers.masks.nearest_resize` (which it calls), so masks resized
     for a decoder scale line up with the cells that scale's features describe (legacy ``nearest`` takes
     the top-left input pixel of each cell, half a cell off).
     """
