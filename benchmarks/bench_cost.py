@@ -57,6 +57,7 @@ from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN_KINDS = ("baseline", "method")
+MAIN_BUDGET_H = 3.0  # the main table's wall-time budget on the 2-core CPU (every row × every seed)
 
 
 def chain_ready(protocol: BenchProtocol, runs: Path, key: str) -> bool:
@@ -160,6 +161,12 @@ def to_markdown(result: dict[str, Any]) -> str:
                      f"×{m['speedup']:.2f} | {hours['fp32']:.2f} | {hours['overlay']:.2f} |")
     for group, h in totals.items():
         lines.append(f"| **{group} table** | | | | | **{h['fp32']:.2f}** | **{h['overlay']:.2f}** |")
+    if "main" in totals:
+        main = totals["main"]["overlay"]
+        lines += ["", f"Budget of the main table: {MAIN_BUDGET_H:g} h on this CPU. Projected at the load above: "
+                  f"{main:.2f} h through the overlay ({main / MAIN_BUDGET_H:.1f}× the budget), "
+                  f"{totals['main']['fp32']:.2f} h in fp32. The probe shares the CPU with whatever else runs, so "
+                  "its absolute s/step scale with the load average; its speed-ups are paired, round by round."]
     missing = [n for n, r in result["rows"].items() if r.get("probe") is None]
     if missing:
         lines += ["", f"Not measured (its chain has not finished): {', '.join(missing)}."]
@@ -190,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="the --jobs of the projected table run")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of the timed trainers")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
+    parser.add_argument("--measured-only", action="store_true", help="keep the probes of OUT/bench_cost.json and "
+                        "refresh only the measured runs and the table's wall time (nothing is timed)")
     args = parser.parse_args(argv)
     if min(args.steps, args.rounds, args.jobs, args.threads) < 1 or args.warmup < 0:
         raise ValueError("--steps, --rounds, --jobs and --threads must be >= 1, --warmup >= 0")
@@ -199,6 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"{args.protocol} has no student.overlay: there is nothing to compare fp32 with")
     runs = runs_root_for(protocol, args.runs)
     rows = {name: row for name, row in table_rows(args.rows).items() if row.key != TEACHER}
+    main_keys = [r.key for r in TABLE.values() if r.kind in MAIN_KINDS and r.key != TEACHER]
+    if args.measured_only:
+        previous = args.out / "bench_cost.json"
+        if not previous.is_file():
+            raise FileNotFoundError(f"--measured-only needs a previous {previous}: run without it first")
+        result = json.loads(previous.read_text())
+        result.update({"measured": measured_runs(protocol, runs, [r.key for r in rows.values()]),
+                       "table_wall": table_wall(protocol, runs, main_keys)})
+        return write_result(result, args.out)
     result_rows: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench_cost_") as tmp:
         for name, row in rows.items():
@@ -207,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[bench cost] {name} ({row.key})", flush=True)
                 entry["probe"] = measure_row(protocol, runs, row.key, Path(tmp), args.steps, args.warmup, args.rounds)
             result_rows[name] = entry
-    main_keys = [r.key for r in TABLE.values() if r.kind in MAIN_KINDS]
-    command = "python benchmarks/bench_cost.py" + (f" --rows {' '.join(args.rows)}" if args.rows else "")
+    command = (f"python benchmarks/bench_cost.py --steps {args.steps} --rounds {args.rounds} --warmup {args.warmup} "
+               f"--jobs {args.jobs} --threads {args.threads}" + (f" --rows {' '.join(args.rows)}" if args.rows else ""))
     result = {"protocol_version": protocol.version, "protocol_summary": protocol.summary(),
               "protocol_file": protocol_label(args.protocol, REPO), "overlay": protocol.student_overlay,
               "student_steps": protocol.student_steps, "seeds": list(protocol.run_seeds), "jobs": args.jobs,
@@ -216,11 +234,16 @@ def main(argv: list[str] | None = None) -> int:
               "machine": cpu_description(), "torch": torch.__version__,
               "load_average": [round(x, 2) for x in os.getloadavg()], "command": command, "runs_root": str(runs),
               "rows": result_rows, "measured": measured_runs(protocol, runs, [r.key for r in rows.values()]),
-              "table_wall": table_wall(protocol, runs, [k for k in main_keys if k != TEACHER])}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_cost.json").write_text(json.dumps(result, indent=1) + "\n")
+              "table_wall": table_wall(protocol, runs, main_keys)}
+    return write_result(result, args.out)
+
+
+def write_result(result: dict[str, Any], out: Path) -> int:
+    """``bench_cost.{json,md}`` under ``out``; the Markdown is printed too."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_cost.json").write_text(json.dumps(result, indent=1) + "\n")
     text = to_markdown(result)
-    (args.out / "bench_cost.md").write_text(text)
+    (out / "bench_cost.md").write_text(text)
     print(text)
     return 0
 
