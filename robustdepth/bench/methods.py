@@ -209,14 +209,16 @@ def _train_unit(protocol: BenchProtocol, runs: Path, key: str, seed: int) -> tup
 
 
 def _worker_pool(jobs: int) -> Any:
-    """``jobs`` spawned training processes, the cores shared evenly between them (:func:`_init_worker`)."""
+    """``jobs`` spawned training processes, the cores shared evenly between them (:func:`_init_worker`). Each
+    run gets a fresh process (``max_tasks_per_child=1``): memory a finished run's process held (its networks,
+    frozen models, caches; the allocator rarely hands it back) never adds to the next run's."""
     import multiprocessing
     import os
     from concurrent.futures import ProcessPoolExecutor
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     return ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                               initargs=(threads,))
+                               initargs=(threads,), max_tasks_per_child=1)
 
 
 def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, int]], jobs: int) -> None:
