@@ -410,3 +410,11 @@ def test_a_killed_worker_restarts_its_runs_once_and_a_second_death_is_a_child_pr
     assert started.index(("md4all_dd", 42)) < started.index(("syn2real_ra", 43))
     with pytest.raises(ChildProcessError, match=r"md2_continued \(seed 42\) died twice"):
         run(deaths=2)
+
+
+def test_a_subset_table_records_the_subset_in_its_command() -> None:
+    from robustdepth.bench.methods import subset_flags
+
+    assert subset_flags({"subset_rows": ["md4all_dd", "rosam"], "subset_seeds": [42]}) == \
+        " --rows md4all_dd rosam --seeds 42"
+    assert subset_flags({"subset_rows": [], "subset_seeds": []}) == "" == subset_flags({})

@@ -362,6 +362,7 @@ def run(protocol: BenchProtocol, out: Path, runs: Path, quick: bool = False,
     qualitative_grid(protocol, {n: c for n, c in checkpoints.items() if table[n].kind in ("method", "reference")},
                      out / f"{stem}_grid.png")
     result = {"protocol_version": protocol.version, "protocol_summary": protocol.summary(),
+              "subset_rows": rows or [], "subset_seeds": seeds or [],
               "protocol": {k: str(v) for k, v in protocol.__dict__.items()}, "quick": quick,
               "seeds": sorted({s for r in result_rows.values() for s in r["seeds"]}), "rows": result_rows,
               "comparisons": compared, "bootstrap": {"replicates": replicates, "level": 0.95,
@@ -444,7 +445,7 @@ def to_markdown(result: dict[str, Any], stem: str) -> str:
     quick = result["quick"]
     version = result["protocol_version"]
     path = "benchmarks/protocol.yaml" if version == CURRENT_VERSION else f"benchmarks/protocol_v{version}.yaml"
-    command = f"robustdepth bench methods --protocol {path}{' --quick' if quick else ''}"
+    command = f"robustdepth bench methods --protocol {path}{' --quick' if quick else ''}{subset_flags(result)}"
     seeds = ", ".join(map(str, result["seeds"]))
     summary = result["protocol_summary"].split(": ", 1)[-1]  # "protocol vN: …" — the version goes in bold
     note = (f"{'QUICK smoke run — not a result. ' if quick else ''}**Protocol v{version}**: {summary}. "
@@ -469,6 +470,13 @@ def to_markdown(result: dict[str, Any], stem: str) -> str:
               f"![Paired differences per condition]({stem}_forest.png)", "",
               f"![One test frame in every condition]({stem}_grid.png)", ""]
     return "\n".join(lines)
+
+
+def subset_flags(result: dict[str, Any]) -> str:
+    """`` --rows …`` / `` --seeds …`` when the table was made for a subset (its command says so)."""
+    rows = result.get("subset_rows")
+    seeds = result.get("subset_seeds")
+    return (f" --rows {' '.join(rows)}" if rows else "") + (f" --seeds {' '.join(map(str, seeds))}" if seeds else "")
 
 
 def comparison_table(result: dict[str, Any]) -> list[str]:
