@@ -7,7 +7,7 @@ export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test lint clean browser
+.PHONY: setup demo test lint clean browser gpu-wheels
 
 setup: $(STAMP)
 
@@ -36,6 +36,14 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# The wheels a lent GPU machine's image lacks (it has torch, numpy, opencv, scikit-image, tensorboard, ...; no
+# network), for its Python 3.12, into .whl/ (git-ignored): carry .whl when running benchmarks/gpu_table.sh there.
+GPU_WHEELS := omegaconf==2.4.0 kornia==0.9.0 kornia_rs==0.2.0 imagecorruptions==1.1.2
+gpu-wheels: $(STAMP)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf runs/demo .pytest_cache
