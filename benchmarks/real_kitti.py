@@ -1,9 +1,9 @@
 """Real KITTI video: does pretraining on the embedded world help self-supervised training on real frames?
 
-    .venv/bin/python benchmarks/real_kitti.py [--steps 1000] [--seeds 0 1] [--batch-size 8]
+    .venv/bin/python benchmarks/real_kitti.py [--steps 1000] [--seeds 0 1] [--jobs 2] [--overlay fast]
     .venv/bin/python benchmarks/real_kitti.py --quick          # smoke run of a few steps (numbers meaningless)
 
-Three Monodepth2 models per seed, each with the same step budget N on its own training data:
+Four Monodepth2 models per seed, each with the step budget N (the control 2N) on its own training data:
 
 * ``real``        — recipe ``kitti_real_monodepth2`` from random initialisation: N steps on the 324 real
   KITTI training targets (raw drive 2011_09_26_drive_0095 + the demo_slam frames, ../shared/realdata);
@@ -11,15 +11,22 @@ Three Monodepth2 models per seed, each with the same step budget N on its own tr
   frame (zero-shot on real);
 * ``world→real``  — recipe ``kitti_real_finetune`` initialised from the same seed's ``world`` checkpoint
   (depth and pose networks), then N steps on the real frames. It has seen N world steps on top of the
-  real-only budget: the question is whether those help, at equal real-data budget.
+  real-only budget: the question is whether those help, at equal real-data budget;
+* ``real_2x``     — the control for that question's boring answer, *more steps*: ``real`` trained for 2N steps,
+  as many as world → real took in all.
 
-All at 96×320, batch 8, lr 1e-4 decayed ×0.1 after 3/4 of the steps (Monodepth2's schedule shape).
+All at 96×320, batch 8, lr 1e-4 decayed ×0.1 after 3/4 of each run's steps (Monodepth2's schedule shape), through
+the ``fast`` overlay by default (bf16 autocast + channels_last + fused Adam, the same for every arm; ``--overlay
+""`` trains fp32). ``--jobs 2`` trains the seeds in two processes at once, one thread each (a 2-core CPU's best).
 Scores: depth on the KITTI odometry sequence 04 LiDAR GT (11 frames with scans, projected as Monodepth2's
 ``generate_depth_map`` through Tr and P2; 0.1–80 m, Garg crop, per-image median scaling, cv2-bilinear
 disparity resize: ``kitti_eigen`` with its GT floor raised to 0.1 m) and pose ATE on the same sequence
 (Monodepth2's ``evaluate_pose.py``: 50 snippets of 5 frames, per-snippet scale alignment), next to the
 floors: one constant depth (= per-image GT median after scaling) and one constant straight motion. Seq 04
-is disjoint from every training frame (recorded 2011-09-30; the training frames are 2011-09-26).
+is disjoint from every training frame (recorded 2011-09-30; the training frames are 2011-09-26). Each
+comparison (world → real vs real only, vs the 2N-step control, world only vs real only) is a paired difference
+with a 95 % bootstrap interval over seeds × test frames (AbsRel) and seeds × snippets (ATE), with its verdict
+(robustdepth.bench.stats.paired_units).
 
 Writes docs/results/real_kitti.{json,md,png} (``--quick``: ``real_kitti_quick.*``, runs in
 runs/real_kitti_quick). Resumable: every run continues from its last checkpoint, finished runs and their
@@ -30,13 +37,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import shlex
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robustdepth.bench.script import run_script
+from robustdepth.bench.stats import paired_units
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.configure import apply_overrides, load_config
 from robustdepth.data import build_items
@@ -47,9 +58,18 @@ from robustdepth.training.stages import ensure_recipe_run
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 ODOMETRY = REALDATA / "kitti_odometry_04_lidar"
-ARMS = ("real", "world", "world_to_real")
-LABELS = {"real": "real only", "world": "world only (zero-shot)", "world_to_real": "world → real"}
-RECIPES = {"real": "kitti_real_monodepth2", "world": "monodepth2", "world_to_real": "kitti_real_finetune"}
+ARMS = ("real", "real_2x", "world", "world_to_real")
+LABELS = {"real": "real only", "real_2x": "real only, 2N steps (control)", "world": "world only (zero-shot)",
+          "world_to_real": "world → real"}
+RECIPES = {"real": "kitti_real_monodepth2", "real_2x": "kitti_real_monodepth2", "world": "monodepth2",
+           "world_to_real": "kitti_real_finetune"}
+STEP_FACTOR = {"real_2x": 2}  # every other arm trains the budget N
+# (method, baseline, what the difference measures)
+COMPARISONS = (
+    ("world_to_real", "real", "world pretraining at an equal real-data budget"),
+    ("world_to_real", "real_2x", "world pretraining vs as many steps on real frames (control: more steps)"),
+    ("world", "real", "zero-shot world training vs training on the real frames"),
+)
 METRICS = ("abs_rel", "sq_rel", "rmse", "a1")
 PROTOCOL = get_protocol("kitti_odometry_lidar")
 # Real frames of the qualitative panel: (label, path, LiDAR frame of seq 04 or None).
@@ -65,18 +85,62 @@ def odometry_overrides(workers: int) -> list[str]:
     return ["data.dataset=kitti_odometry", f"data.root={ODOMETRY}", f"data.num_workers={workers}"]
 
 
+def arm_steps(arm: str, steps: int) -> int:
+    return steps * STEP_FACTOR.get(arm, 1)
+
+
+def arm_recipe(arm: str, overlay: str) -> str:
+    """The arm's recipe with the overlay every arm shares (``acdepth+fast`` style), or alone."""
+    return f"{RECIPES[arm]}+{overlay}" if overlay else RECIPES[arm]
+
+
 def arm_overrides(arm: str, seed: int, args: argparse.Namespace, world_ckpt: Path | None) -> list[str]:
     """Every override of one run: shared mechanics, its data, and the lr decay at 3/4 of its steps."""
+    steps = arm_steps(arm, args.steps)
     common = ["data.height=96", "data.width=320", f"optim.batch_size={args.batch_size}", f"optim.lr={args.lr}",
               f"train.seed={seed}", "train.progress=false", f"data.num_workers={args.workers}",
-              f"train.ckpt_every={max(1, args.steps // 4)}"]
+              f"train.ckpt_every={max(1, steps // 4)}"]
     if arm == "world":
         common += [f"data.root={args.world_root}"]
     if arm == "world_to_real":
         common += [f"model.init_checkpoint={world_ckpt}"]
-    cfg = load_config(RECIPES[arm], common)
+    cfg = load_config(arm_recipe(arm, args.overlay), common)
     steps_per_epoch = max(1, len(build_items(cfg, cfg.data.train_split, train=True)) // args.batch_size)
-    return [*common, f"optim.decay_every_epochs={0.75 * args.steps / steps_per_epoch:.6g}"]
+    return [*common, f"optim.decay_every_epochs={0.75 * steps / steps_per_epoch:.6g}"]
+
+
+def train_seed(seed: int, args: argparse.Namespace, runs_root: Path) -> dict[str, tuple[Path, float | None]]:
+    """Every arm of one seed, in order (world before world → real: it initialises it); {arm: (checkpoint,
+    s/step)}. Finished runs are reused, interrupted ones resume from their last checkpoint."""
+    out: dict[str, tuple[Path, float | None]] = {}
+    for arm in ARMS:
+        world_ckpt = out["world"][0] if "world" in out else None
+        outcome = ensure_recipe_run(arm_recipe(arm, args.overlay), runs_root / f"{arm}_s{seed}",
+                                    arm_overrides(arm, seed, args, world_ckpt), arm_steps(arm, args.steps))
+        out[arm] = (outcome.checkpoint, outcome.s_per_step)
+        print(f"{arm} seed {seed}: {outcome.action} ({arm_steps(arm, args.steps)} steps)", flush=True)
+    return out
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_all(args: argparse.Namespace, runs_root: Path) -> dict[int, dict[str, tuple[Path, float | None]]]:
+    """Every seed's arms; with ``--jobs`` > 1 the seeds train at once in that many spawned processes, the
+    machine's cores shared evenly between them (one thread each on a 2-core CPU)."""
+    if args.jobs <= 1 or len(args.seeds) == 1:
+        return {seed: train_seed(seed, args, runs_root) for seed in args.seeds}
+    import os
+
+    jobs = min(args.jobs, len(args.seeds))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        futures = {seed: pool.submit(train_seed, seed, args, runs_root) for seed in args.seeds}
+        return {seed: future.result() for seed, future in futures.items()}
 
 
 def score_run(checkpoint: Path, workers: int) -> dict[str, Any]:
@@ -89,15 +153,20 @@ def score_run(checkpoint: Path, workers: int) -> dict[str, Any]:
     step = int(load_checkpoint(checkpoint)["step"])
     if cache.is_file():
         stored = json.loads(cache.read_text())
-        if stored.get("step") == step:
+        if stored.get("step") == step and "frame_abs_rel" in stored:
             return stored
     model = DepthModel.from_checkpoint(checkpoint, device="cpu")
     cfg = apply_overrides(model.config, odometry_overrides(workers))
-    summary = evaluate_model(model, cfg, PROTOCOL, progress=False).summary()
+    evaluator = evaluate_model(model, cfg, PROTOCOL, progress=False)
+    summary = evaluator.summary()
     depth = summary["all"]
-    pose = evaluate_pose_checkpoint(checkpoint, odometry_overrides(workers), device="cpu").summary()
+    result = evaluate_pose_checkpoint(checkpoint, odometry_overrides(workers), device="cpu")
+    pose = result.summary()
     scores = {"step": step, **{m: float(depth[m]) for m in METRICS}, "frames": int(summary["counts"]["all"]),
-              "ate_mean": pose["ate_mean"], "ate_std": pose["ate_std"], "snippets": pose["snippets"]}
+              "ate_mean": pose["ate_mean"], "ate_std": pose["ate_std"], "snippets": pose["snippets"],
+              # per test item, for the paired intervals: AbsRel per LiDAR frame, ATE per 5-frame snippet
+              "frame_abs_rel": {r["name"]: float(r["abs_rel"]) for r in evaluator.per_frame()},
+              "snippet_ate": [float(a) for name in sorted(result.ates) for a in result.ates[name]]}
     cache.write_text(json.dumps(scores, indent=2))
     return scores
 
@@ -118,27 +187,41 @@ def aggregate(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str,
     """Mean and (population) std over seeds of every score, per arm."""
     out = {}
     for arm, by_seed in runs.items():
-        keys = (*METRICS, "ate_mean", "s_per_step")
         out[arm] = {k: {"mean": float(np.mean([r[k] for r in by_seed.values()])),
-                        "std": float(np.std([r[k] for r in by_seed.values()]))} for k in keys}
+                        "std": float(np.std([r[k] for r in by_seed.values()]))} for k in (*METRICS, "ate_mean")}
+        timed = [r["s_per_step"] for r in by_seed.values() if r.get("s_per_step") is not None]
+        out[arm]["s_per_step"] = {"mean": float(np.mean(timed)) if timed else float("nan"),
+                                  "std": float(np.std(timed)) if timed else float("nan")}
     return out
 
 
-def verdict(agg: dict[str, dict[str, Any]], runs: dict[str, dict[int, dict[str, Any]]]) -> str:
-    """Does world → real beat real-only on AbsRel and ATE by more than the seeds disagree?"""
-    lines = []
-    for key, name in (("abs_rel", "depth AbsRel"), ("ate_mean", "pose ATE")):
-        real, tuned = agg["real"][key]["mean"], agg["world_to_real"][key]["mean"]
-        spread = max(max(r[key] for r in runs[a].values()) - min(r[key] for r in runs[a].values())
-                     for a in ("real", "world_to_real"))
-        diff = tuned - real
-        if abs(diff) <= spread:
-            call = "within the seed spread: no measurable effect at this budget"
-        else:
-            call = "world pretraining helps" if diff < 0 else "world pretraining hurts"
-        lines.append(f"- {name}: world → real {tuned:.4f} vs real only {real:.4f} ({diff:+.4f}; largest seed "
-                     f"spread of the two arms {spread:.4f}): {call}.")
-    return "\n".join(lines)
+def unit_arrays(runs: dict[int, dict[str, Any]], seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, frames) AbsRel and (seeds, snippets) ATE of one arm, frames in name order."""
+    names = sorted(runs[seeds[0]]["frame_abs_rel"])
+    depth = np.array([[runs[s]["frame_abs_rel"].get(n, np.nan) for n in names] for s in seeds])
+    return depth, np.array([runs[s]["snippet_ate"] for s in seeds])
+
+
+def comparisons(runs: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) -> list[dict[str, Any]]:
+    """Each COMPARISONS pair: the paired AbsRel and ATE differences (method − baseline, same seed, same frame or
+    snippet) with their 95 % bootstrap intervals over seeds × units and verdicts."""
+    out = []
+    for method, baseline, meaning in COMPARISONS:
+        (m_depth, m_ate), (b_depth, b_ate) = unit_arrays(runs[method], seeds), unit_arrays(runs[baseline], seeds)
+        out.append({"method": method, "baseline": baseline, "meaning": meaning,
+                    "abs_rel": paired_units(m_depth, b_depth).as_dict(),
+                    "ate": paired_units(m_ate, b_ate).as_dict()})
+    return out
+
+
+def effect_text(effect: dict[str, Any]) -> str:
+    return f"{effect['mean']:+.4f} [{effect['low']:+.4f}, {effect['high']:+.4f}], {effect['verdict']}"
+
+
+def verdict(compared: list[dict[str, Any]]) -> str:
+    """One line per comparison, AbsRel and ATE differences with their intervals and verdicts."""
+    return "\n".join(f"- {LABELS[c['method']]} − {LABELS[c['baseline']]} ({c['meaning']}): AbsRel "
+                     f"{effect_text(c['abs_rel'])}; ATE (m) {effect_text(c['ate'])}." for c in compared)
 
 
 def panel(ckpts: dict[str, Path], out: Path) -> None:
@@ -196,9 +279,10 @@ def markdown(result: dict[str, Any], command: str, png_name: str) -> str:
     lines = [
         "# Real KITTI video: real only vs world only vs world → real", "",
         f"Command: `{command}` ({result['wall_minutes']:.1f} min wall on this machine for what this invocation "
-        f"trained and scored; finished runs are reused). Seeds {s['seeds']}; {s['steps']} steps per model at batch "
-        f"{s['batch_size']}, {s['height']}×{s['width']}, lr {s['lr']} (×0.1 after 3/4 of the steps), from random "
-        "initialisation (no ImageNet weights); world → real adds the same seed's world run as initialisation.",
+        f"trained and scored; finished runs are reused). Seeds {s['seeds']}; N = {s['steps']} steps per model "
+        f"(the control {2 * s['steps']}) at batch {s['batch_size']}, {s['height']}×{s['width']}, lr {s['lr']} (×0.1 "
+        f"after 3/4 of each run's steps), {overlay_text(s.get('overlay', ''))}, from random initialisation (no "
+        "ImageNet weights); world → real adds the same seed's world run as initialisation.",
         f"Real training frames: 324 targets of KITTI raw 2011_09_26 (drive 0095 + demo_slam). World: "
         f"`{s['world_root']}`. Depth: {result['protocol']['description']} {result['floors']['frames']} frames of "
         "odometry seq 04 (2011-09-30, never trained on). Pose: Monodepth2's ATE on 5-frame snippets with "
@@ -216,9 +300,15 @@ def markdown(result: dict[str, Any], command: str, png_name: str) -> str:
     for arm in ARMS:
         for seed, r in result["runs"][arm].items():
             lines.append(f"| {LABELS[arm]} | {seed} | {r['abs_rel']:.4f} | {r['a1']:.3f} | {r['ate_mean']:.4f} |")
-    lines += ["", "Does world pretraining help real training at this budget?", "", result["verdict"], "",
+    lines += ["", "Does world pretraining help real training at this budget? Paired differences (same seed, same "
+              "LiDAR frame or pose snippet), mean [95 % bootstrap interval over seeds × frames or snippets], "
+              "lower is better for both:", "", result["verdict"], "",
               f"![Real frames: image, LiDAR GT, each model (seed {s['seeds'][0]})]({png_name})", ""]
     return "\n".join(lines)
+
+
+def overlay_text(overlay: str) -> str:
+    return f"every arm through the `{overlay}` overlay" if overlay else "fp32 (no overlay)"
 
 
 def main() -> None:
@@ -228,6 +318,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--workers", type=int, default=2, help="data loader workers")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, each in its own process with "
+                        "cores/jobs threads (2 on a 2-core CPU)")
+    parser.add_argument("--overlay", default="fast", help="recipe overlay of every arm (fast = bf16 + channels_last "
+                        "+ fused Adam; \"\" = fp32)")
     parser.add_argument("--world-root", default=str(REPO / "data" / "world" / "small"),
                         help="embedded world (robustdepth world generate --preset small --out data/world/small)")
     parser.add_argument("--runs-root", type=Path)
@@ -236,8 +330,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.steps, args.batch_size, args.workers = 3, 2, 0
-    if len(args.seeds) < 1 or args.steps < 1:
-        parser.error("need at least one seed and one step")
+    if len(args.seeds) < 1 or args.steps < 1 or args.jobs < 1:
+        parser.error("need at least one seed, one step and one job")
     if not (ODOMETRY / "poses" / "04.txt").is_file():
         raise SystemExit(f"error: {ODOMETRY} not found (the real KITTI data of ../shared/realdata)")
     if not Path(args.world_root).is_dir():
@@ -246,17 +340,14 @@ def main() -> None:
     runs_root = args.runs_root or REPO / "runs" / ("real_kitti_quick" if args.quick else "real_kitti")
     stem = "real_kitti_quick" if args.quick else "real_kitti"
     t0 = time.perf_counter()
+    trained = train_all(args, runs_root)
     runs: dict[str, dict[int, dict[str, Any]]] = {arm: {} for arm in ARMS}
     ckpts: dict[str, dict[int, Path]] = {arm: {} for arm in ARMS}
     for seed in args.seeds:
-        for arm in ARMS:  # world before world_to_real: it initialises it
-            world_ckpt = ckpts["world"].get(seed)
-            run_dir = runs_root / f"{arm}_s{seed}"
-            outcome = ensure_recipe_run(RECIPES[arm], run_dir, arm_overrides(arm, seed, args, world_ckpt),
-                                        args.steps)
-            last, s_per_step = outcome.checkpoint, outcome.s_per_step
-            ckpts[arm][seed] = last
-            runs[arm][seed] = {**score_run(last, args.workers), "s_per_step": s_per_step}
+        for arm in ARMS:
+            ckpt, s_per_step = trained[seed][arm]
+            ckpts[arm][seed] = ckpt
+            runs[arm][seed] = {**score_run(ckpt, args.workers), "s_per_step": s_per_step}
             print(f"{arm} seed {seed}: AbsRel {runs[arm][seed]['abs_rel']:.4f}, "
                   f"ATE {runs[arm][seed]['ate_mean']:.4f}", flush=True)
     floor = {**floors(args.workers), "frames": runs["real"][args.seeds[0]]["frames"]}
@@ -265,17 +356,20 @@ def main() -> None:
     panel({arm: ckpts[arm][args.seeds[0]] for arm in ARMS}, args.out / f"{stem}.png")
     command = "python benchmarks/real_kitti.py" + (" --quick" if args.quick else
                                                    f" --steps {args.steps} --seeds {' '.join(map(str, args.seeds))}")
+    command += f" --jobs {args.jobs}" if args.jobs > 1 else ""
+    command += f" --overlay {shlex.quote(args.overlay)}" if args.overlay != "fast" else ""
     result = {
         "command": command,
         "settings": {"steps": args.steps, "seeds": args.seeds, "batch_size": args.batch_size, "lr": args.lr,
                      "height": 96, "width": 320, "world_root": _shown(Path(args.world_root)),
-                     "runs_root": _shown(runs_root),
-                     "recipes": RECIPES},
+                     "runs_root": _shown(runs_root), "overlay": args.overlay, "jobs": args.jobs,
+                     "recipes": RECIPES, "step_factor": STEP_FACTOR},
         "protocol": {"name": PROTOCOL.name, "description": PROTOCOL.description, "pose": "MD2 evaluate_pose ATE"},
         "runs": {arm: {str(seed): r for seed, r in by_seed.items()} for arm, by_seed in runs.items()},
         "aggregate": agg,
         "floors": floor,
-        "verdict": verdict(agg, runs),
+        "comparisons": (compared := comparisons(runs, args.seeds)),
+        "verdict": verdict(compared),
         "wall_minutes": (time.perf_counter() - t0) / 60,
     }
     (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))

@@ -23,6 +23,7 @@ from robustdepth.bench.stats import (
     difference_array,
     frame_identity,
     paired_bootstrap,
+    paired_units,
     resample_counts,
     verdict,
 )
@@ -155,3 +156,20 @@ def test_higher_is_better_metrics_flip_the_verdict_and_bad_input_is_named() -> N
         paired_bootstrap(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="level"):
         paired_bootstrap(np.zeros((1, 3, 5)), level=95)
+
+
+def test_paired_units_is_the_method_minus_baseline_effect_of_shared_units() -> None:
+    """Per-unit arrays (frames or pose snippets shared by both sides): the point estimate is the mean of
+    method − baseline, a shift far below the unit spread is resolved because units are paired, and swapping
+    the sides negates the effect and flips the verdict."""
+    rng = np.random.default_rng(5)
+    base = 1.0 + 0.5 * rng.standard_normal((2, 50))  # unit difficulty ≫ the effect
+    method = base - 0.02 + 0.002 * rng.standard_normal((2, 50))
+    effect = paired_units(method, base)
+    assert effect.mean == pytest.approx(float(np.mean(method - base)), abs=1e-12)
+    assert effect.high < 0 and effect.verdict == BETTER
+    swapped = paired_units(base, method)
+    assert swapped.mean == pytest.approx(-effect.mean, abs=1e-12) and swapped.verdict == WORSE
+    assert paired_units(base, base).verdict == UNRESOLVED
+    with pytest.raises(ValueError, match="paired units"):
+        paired_units(method, base[:, :10])

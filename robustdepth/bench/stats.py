@@ -145,6 +145,19 @@ def paired_bootstrap(d: np.ndarray, conditions: Sequence[str] = CONDITIONS, repl
     return effects
 
 
+def paired_units(method: np.ndarray, baseline: np.ndarray, replicates: int = 2000, level: float = 0.95,
+                 seed: int = 0, lower_is_better: bool = True) -> Effect:
+    """One paired effect (method − baseline) from ``(seeds, units)`` arrays of a metric, where unit ``u`` of seed
+    ``s`` is the same test item for both sides (a test frame, a pose snippet): the two-stage bootstrap of
+    :func:`paired_bootstrap` with a single condition. NaN marks a unit one side lacks."""
+    method, baseline = np.asarray(method, dtype=float), np.asarray(baseline, dtype=float)
+    if method.ndim != 2 or method.shape != baseline.shape:
+        raise ValueError(f"paired units: method {method.shape} and baseline {baseline.shape} must be equal "
+                         "(seeds, units) arrays")
+    return paired_bootstrap((method - baseline)[:, :, None], ("all",), replicates, level, seed,
+                            lower_is_better)["all"]
+
+
 def compare(method: Sequence[Sequence[dict[str, Any]]], baseline: Sequence[Sequence[dict[str, Any]]],
             metric: str = "abs_rel", replicates: int = 2000, level: float = 0.95, seed: int = 0,
             ) -> dict[str, Any]:
