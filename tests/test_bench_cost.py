@@ -65,3 +65,16 @@ def test_measured_rows_and_the_projection(cost: Any, protocol: BenchProtocol, tm
     assert "| md4all-DD | method | 1.200 | 0.600 |" in text and "| 0.05 | 0.03 |" in text
     assert "Not measured (its chain has not finished): Syn2Real-RA." in text
     assert result["table_wall"] == {"runs": len(protocol.run_seeds), "finished": 0}
+
+
+def test_free_core_projection_averages_each_main_rows_cpu_time_and_names_unmeasured_rows(cost: Any) -> None:
+    """Σ over the main rows of mean CPU s/step × steps × seeds ÷ jobs; controls are left out, rows without a
+    finished run are named rather than guessed."""
+    result = {"seeds": [42, 43, 44], "student_steps": 100, "jobs": 2,
+              "rows": {"A": {"key": "a", "kind": "method"}, "B": {"key": "b", "kind": "baseline"},
+                       "C": {"key": "c", "kind": "control"}},
+              "measured": {"a@42": {"cpu_s_per_step": 1.0}, "a@43": {"cpu_s_per_step": 2.0},
+                           "c@42": {"cpu_s_per_step": 50.0}, "ab@42": {"cpu_s_per_step": 9.0}}}
+    free = cost.cpu_projection(result)
+    assert free["hours"] == pytest.approx(1.5 * 100 * 3 / 2 / 3600)
+    assert free["missing"] == ["B"]
