@@ -195,9 +195,8 @@ def aggregate(runs: dict[str, dict[int, dict[str, Any]]]) -> dict[str, dict[str,
     return out
 
 
-def unit_arrays(runs: dict[int, dict[str, Any]], seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(seeds, frames) AbsRel and (seeds, snippets) ATE of one arm, frames in name order."""
-    names = sorted(runs[seeds[0]]["frame_abs_rel"])
+def unit_arrays(runs: dict[int, dict[str, Any]], seeds: list[int], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(seeds, frames) AbsRel over ``names`` (NaN where this arm lacks a frame) and (seeds, snippets) ATE."""
     depth = np.array([[runs[s]["frame_abs_rel"].get(n, np.nan) for n in names] for s in seeds])
     return depth, np.array([runs[s]["snippet_ate"] for s in seeds])
 
@@ -207,7 +206,8 @@ def comparisons(runs: dict[str, dict[int, dict[str, Any]]], seeds: list[int]) ->
     snippet) with their 95 % bootstrap intervals over seeds × units and verdicts."""
     out = []
     for method, baseline, meaning in COMPARISONS:
-        (m_depth, m_ate), (b_depth, b_ate) = unit_arrays(runs[method], seeds), unit_arrays(runs[baseline], seeds)
+        names = sorted({n for arm in (method, baseline) for s in seeds for n in runs[arm][s]["frame_abs_rel"]})
+        (m_depth, m_ate), (b_depth, b_ate) = (unit_arrays(runs[a], seeds, names) for a in (method, baseline))
         out.append({"method": method, "baseline": baseline, "meaning": meaning,
                     "abs_rel": paired_units(m_depth, b_depth).as_dict(),
                     "ate": paired_units(m_ate, b_ate).as_dict()})
