@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import shlex
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from robustdepth.bench.methods import worker_pool
 from robustdepth.bench.script import run_script
 from robustdepth.bench.stats import paired_units
 from robustdepth.checkpoint import load_checkpoint
@@ -122,23 +121,12 @@ def train_seed(seed: int, args: argparse.Namespace, runs_root: Path) -> dict[str
     return out
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
 def train_all(args: argparse.Namespace, runs_root: Path) -> dict[int, dict[str, tuple[Path, float | None]]]:
-    """Every seed's arms; with ``--jobs`` > 1 the seeds train at once in that many spawned processes, the
-    machine's cores shared evenly between them (one thread each on a 2-core CPU)."""
+    """Every seed's arms; with ``--jobs`` > 1 the seeds train at once in the methods table's worker pool (spawned
+    processes, the machine's cores shared evenly between them: one thread each on a 2-core CPU)."""
     if args.jobs <= 1 or len(args.seeds) == 1:
         return {seed: train_seed(seed, args, runs_root) for seed in args.seeds}
-    import os
-
-    jobs = min(args.jobs, len(args.seeds))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
-                             initargs=(threads,)) as pool:
+    with worker_pool(min(args.jobs, len(args.seeds))) as pool:
         futures = {seed: pool.submit(train_seed, seed, args, runs_root) for seed in args.seeds}
         return {seed: future.result() for seed, future in futures.items()}
 

@@ -396,7 +396,7 @@ def test_a_killed_worker_restarts_its_runs_once_and_a_second_death_is_a_child_pr
             def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
                 pass
 
-        monkeypatch.setattr(methods, "_worker_pool", lambda jobs: Pool())
+        monkeypatch.setattr(methods, "worker_pool", lambda jobs: Pool())
         monkeypatch.setattr(methods, "run_row", lambda *args, **kwargs: (Path("teacher"), None))
         monkeypatch.setattr(bench_protocol, "row_inputs", lambda *args, **kwargs: {})
         monkeypatch.setattr(bench_protocol, "row_config", lambda *args, **kwargs: None)

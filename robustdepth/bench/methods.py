@@ -208,7 +208,7 @@ def _train_unit(protocol: BenchProtocol, runs: Path, key: str, seed: int) -> tup
     return run_row(protocol, key, runs, seed=seed)
 
 
-def _worker_pool(jobs: int) -> Any:
+def worker_pool(jobs: int) -> Any:
     """``jobs`` spawned training processes, the cores shared evenly between them (:func:`_init_worker`). Each
     run gets a fresh process (``max_tasks_per_child=1``): memory a finished run's process held (its networks,
     frozen models, caches; the allocator rarely hands it back) never adds to the next run's."""
@@ -247,7 +247,7 @@ def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, i
     finished: set[str] = set()  # keys whose protocol-seed run has finished (what a chain needs)
     failures: list[BaseException] = []
     restarted: set[tuple[str, int]] = set()
-    pool = _worker_pool(jobs)
+    pool = worker_pool(jobs)
     running: dict[Future[tuple[Path, float | None]], tuple[str, int]] = {}
     try:
         while pending or running:
@@ -290,7 +290,7 @@ def train_parallel(protocol: BenchProtocol, runs: Path, units: list[tuple[str, i
                         "their last checkpoint: free memory or use --jobs 1, and run the same command again"))
                 restarted.update(lost)
                 pending = [u for u in lost if u not in twice] + pending
-                pool = _worker_pool(jobs)
+                pool = worker_pool(jobs)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if failures:
