@@ -43,7 +43,7 @@ import torch
 from robustdepth.bench.photometric_reference import reference_loss
 from robustdepth.bench.script import run_script
 from robustdepth.bench.speed_report import render_markdown
-from robustdepth.bench.timing import alternate, cpu_description, paired_speedup
+from robustdepth.bench.timing import alternate, cpu_description, paired_speedup, step_gflop
 from robustdepth.configure import load_config
 from robustdepth.training.trainer import Trainer
 
@@ -168,18 +168,8 @@ def profile_case(trainer: Trainer, steps: int, warmup: int) -> dict[str, Any]:
         per_step.append(timer.totals)
     names = sorted({k for d in per_step for k in d}, key=lambda k: -statistics.median(d.get(k, 0) for d in per_step))
     parts = {k: statistics.median(d.get(k, 0.0) for d in per_step) for k in names}
-    return {"parts_s": parts, "steps": steps, "gflop": step_gflop(trainer, batches),
+    return {"parts_s": parts, "steps": steps, "gflop": step_gflop(lambda: trainer.train_step(next(batches))),
             "top_ops": top_operators(trainer, batches)}
-
-
-def step_gflop(trainer: Trainer, batches: Iterator[dict[str, Any]]) -> float:
-    """FLOPs of one whole training step (every forward and backward; torch's FlopCounterMode), in GFLOP."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        trainer.train_step(next(batches))
-    return counter.get_total_flops() / 1e9
 
 
 def top_operators(trainer: Trainer, batches: Iterator[dict[str, Any]], n: int = 12) -> list[dict[str, Any]]:

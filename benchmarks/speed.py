@@ -8,14 +8,16 @@ Sections (each merges its results into ``docs/results/speed.json``; ``speed.md``
 ``speed_loss_curves.png`` are rewritten from the whole file):
 
 * ``roofline``  — the machine's measured conv throughput (fp32 contiguous, bf16 channels_last) on the
-  ResNet-18 layer shapes, and the depth network's FLOPs per resolution (torch's FlopCounterMode).
+  ResNet-18 layer shapes, forward only and as a training pass (forward + input and weight gradients), and
+  the depth network's FLOPs per resolution (torch's FlopCounterMode).
 * ``inference`` — depth-network latency (batch 1) and throughput (batch 8) per resolution for eager
   fp32, the fast path (bf16 autocast + channels_last), the fast path compiled (``--compile-inference``
   resolutions) and ONNX Runtime fp32; the ratio of the fast latency to the roofline bound.
 * ``training``  — full training steps (3 frames, depth + pose, Monodepth2 loss, backward, Adam,
   batch 4) through the real Trainer on the analytic corridor: images/s and peak step memory, fp32 eager
   vs the fast path (bf16 + channels_last, + compiled networks and loss at ``--compile-training``
-  resolutions).
+  resolutions); each step's counted FLOPs and its ratio to the two bf16 bounds (forward-only and training-pass
+  conv throughput).
 * ``accuracy``  — the two training paths side by side on the embedded world (loss curves, then the
   world table on the test split).
 
@@ -28,6 +30,7 @@ absolute times are only indicative. On CUDA the same code measures GPU time (syn
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -43,7 +46,7 @@ import torch.nn.functional as F
 
 from robustdepth.bench.script import run_script
 from robustdepth.bench.speed_report import render_markdown
-from robustdepth.bench.timing import alternate, cpu_description, paired_speedup
+from robustdepth.bench.timing import alternate, cpu_description, paired_speedup, step_gflop
 from robustdepth.configure import load_config
 from robustdepth.data.corridor import corridor_overrides, write_corridor_sequence
 from robustdepth.inference import DepthModel, native_bf16
@@ -85,13 +88,33 @@ def conv_throughput(device: torch.device, rounds: int) -> dict[str, Any]:
         for x, wt in zip(x_bf, w_bf, strict=True):
             F.conv2d(x, wt, padding=1)
 
-    variants = {"fp32": fp32, "bf16_channels_last": bf16}
+    variants = {"fp32": fp32, "bf16_channels_last": bf16,
+                "train_fp32": conv_train_pass(xs, weights, None),
+                "train_bf16_channels_last": conv_train_pass(x_cl, w_cl, torch.autocast(device.type, torch.bfloat16))}
     alternate(variants, 2, device)  # warm-up: oneDNN primitive creation
     times = alternate(variants, rounds, device)
     for name, ts in times.items():
-        result[f"{name}_gflops"] = flops / min(ts) / 1e9  # best round: the least-disturbed estimate of peak
-        result[f"{name}_gflops_median"] = flops / statistics.median(ts) / 1e9
+        work = 3 * flops if name.startswith("train_") else flops  # forward + input gradient + weight gradient
+        result[f"{name}_gflops"] = work / min(ts) / 1e9  # best round: the least-disturbed estimate of peak
+        result[f"{name}_gflops_median"] = work / statistics.median(ts) / 1e9
     return result
+
+
+def conv_train_pass(xs: list[torch.Tensor], weights: list[torch.Tensor],
+                    autocast: Any) -> Callable[[], None]:
+    """One training pass of the roofline's convolutions: forward, then the input AND weight gradients (3× the
+    forward FLOPs), as a training step runs them — fp32, or under ``autocast`` (bf16 compute from fp32 master
+    weights, the fast path's numerics). Its throughput is the attainable rate of a step's conv work, backward
+    included: oneDNN's backward kernels run below its forward ones, so the forward-only bound is optimistic."""
+    xs = [x.detach().clone().requires_grad_() for x in xs]
+    weights = [w.detach().clone().requires_grad_() for w in weights]
+
+    def run() -> None:
+        with autocast or contextlib.nullcontext():
+            outs = [F.conv2d(x, w, padding=1) for x, w in zip(xs, weights, strict=True)]
+        torch.autograd.grad(outs, [*xs, *weights], [torch.ones_like(o) for o in outs])
+
+    return run
 
 
 def network_gflops(height: int, width: int) -> float:
@@ -208,6 +231,7 @@ def run_training(args: argparse.Namespace, device: torch.device) -> dict[str, An
                 "step_s": statistics.median(ts), "images_per_s": 4 / statistics.median(ts),
                 "speedup_vs_eager_fp32": paired_speedup(times["eager_fp32"], ts)} for name, ts in times.items()}
             row["fast_config"] = fast_extra
+            row["gflop"] = step_gflop(lambda t=trainers["eager_fp32"], b=fixed: t.train_step(b))
             row["warmup_s"] = warm
             row["rounds"] = args.train_rounds
             results[f"{h}x{w}"] = row

@@ -152,3 +152,35 @@ def test_bf16_weights_path_matches_autocast_and_leaves_the_callers_net_fp32(net:
     assert next(per_call.net.parameters()).dtype == torch.float32
     # both round every weight to bf16 identically; only the order of a few casts differs
     assert (stored.predict_disp(x) - per_call.predict_disp(x)).abs().max() < 1e-2
+
+
+def test_step_gflop_counts_a_convs_forward_and_both_gradients() -> None:
+    """The training rows' roofline bounds rest on this count: a conv training step whose input needs a gradient
+    costs its forward (2·MAC) + the input gradient + the weight gradient = 3× the forward."""
+    from robustdepth.bench.timing import step_gflop
+
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    x = torch.rand(2, 8, 12, 20, requires_grad=True)
+    forward = 2 * 2 * 16 * 8 * 9 * 12 * 20 / 1e9  # 2·MAC over batch × out ch × in ch × k² × H × W
+
+    assert step_gflop(lambda: conv(x).sum().backward()) == pytest.approx(3 * forward)
+    with torch.no_grad():
+        assert step_gflop(lambda: conv(x)) == pytest.approx(forward)
+
+
+def test_training_table_reads_each_bound_from_its_own_throughput() -> None:
+    """`bound bf16` uses the forward-only conv rate (the issue's definition), `train-pass bound` the measured
+    training-pass rate: 10 GFLOP in 0.5 s at 100 / 40 GFLOP/s is 5.0× / 2.0× its bound."""
+    from robustdepth.bench.speed_report import to_markdown
+
+    conv = {"fp32_gflops": 50.0, "fp32_gflops_median": 45.0, "bf16_channels_last_gflops": 100.0,
+            "bf16_channels_last_gflops_median": 90.0, "train_fp32_gflops": 20.0, "train_fp32_gflops_median": 18.0,
+            "train_bf16_channels_last_gflops": 40.0, "train_bf16_channels_last_gflops_median": 35.0}
+    step = {"step_s": 0.5, "images_per_s": 8.0, "speedup_vs_eager_fp32": 1.5}
+    res = {"roofline": {"conv": conv, "gflops": {"64x192": 1.6}},
+           "training": {"64x192": {"eager_fp32": {**step, "step_s": 0.75}, "fast": step, "gflop": 10.0,
+                                   "fast_config": {"train.precision": "bf16"}}}}
+    text = to_markdown(res)
+    row = next(line for line in text.splitlines() if line.startswith("| 64x192 | precision=bf16"))
+    assert row.endswith("| 10.0 | 5.0× | 2.0× |")
+    assert "bf16 autocast + channels_last 40 GFLOP/s" in text

@@ -69,7 +69,7 @@ def to_markdown(res: dict[str, Any]) -> str:
                   f"Measured 3×3 conv throughput (ResNet-18 layer shapes, batch 8, best round): fp32 "
                   f"{conv['fp32_gflops']:.0f} GFLOP/s, bf16 + channels_last "
                   f"{conv['bf16_channels_last_gflops']:.0f} GFLOP/s (medians {conv['fp32_gflops_median']:.0f} / "
-                  f"{conv['bf16_channels_last_gflops_median']:.0f}).", "",
+                  f"{conv['bf16_channels_last_gflops_median']:.0f}).{_train_conv_text(conv)}", "",
                   "| resolution | depth-net GFLOPs / image | bound fp32 (ms) | bound bf16 (ms) |",
                   "|---|---:|---:|---:|"]
         for r, g in roof["gflops"].items():
@@ -110,9 +110,12 @@ def to_markdown(res: dict[str, Any]) -> str:
                       "`max |Δdisp| bf16` is the bf16 rounding of the sigmoid output (2^-9 near 0.5).", ""]
     tr = res.get("training")
     if tr:
+        conv = (roof or {}).get("conv", {})
+        bf16, bf16_train = conv.get("bf16_channels_last_gflops"), conv.get("train_bf16_channels_last_gflops")
         lines += ["## Training (3 frames, depth + pose, full Monodepth2 loss, backward, Adam; batch 4)", "",
                   "| resolution | fast path | eager fp32 s/step | fast s/step | speed-up (paired) | eager images/s | "
-                  "fast images/s | peak RSS eager / fast (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+                  "fast images/s | peak RSS eager / fast (MB) | GFLOP / step | fast / bound bf16 | "
+                  "fast / train-pass bound |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         mem = res.get("memory", {})
         for r, row in tr.items():
             e, f = row["eager_fp32"], row["fast"]
@@ -120,8 +123,13 @@ def to_markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {r} | {cfg} | {e['step_s']:.2f} | {f['step_s']:.2f} | ×{f['speedup_vs_eager_fp32']:.2f} | "
                          f"{e['images_per_s']:.2f} | {f['images_per_s']:.2f} | "
                          f"{_fmt(mem.get(r, {}).get('eager_fp32'), '.0f')} / "
-                         f"{_fmt(mem.get(r, {}).get('fast'), '.0f')} |")
-        lines.append("")
+                         f"{_fmt(mem.get(r, {}).get('fast'), '.0f')} | {_fmt(row.get('gflop'), '.1f')} | "
+                         f"{_bound_ratio(f['step_s'], row.get('gflop'), bf16)} | "
+                         f"{_bound_ratio(f['step_s'], row.get('gflop'), bf16_train)} |")
+        lines += ["", "`bound bf16` = the step's counted FLOPs (every forward and backward) at the forward-only "
+                  "bf16+CL conv throughput (the target's definition); `train-pass bound` = the same FLOPs at the "
+                  "measured throughput of a conv training pass (forward + input and weight gradients, bf16 autocast "
+                  "+ CL): what remains above it is overhead, not conv arithmetic.", ""]
     acc = res.get("accuracy")
     if acc:
         lines += [f"## Same accuracy: {acc['steps']} steps on the world ({acc['world']}) at {acc['size']}", "",
@@ -198,6 +206,24 @@ def _conv_ratios(conv: dict[str, Any], int8: dict[str, Any] | None = None) -> st
     return "; ".join(parts) if parts else "conv ratios not measured yet"
 
 
+def _train_conv_text(conv: dict[str, Any]) -> str:
+    """The roofline's training-pass conv throughput sentence (empty for results measured before it existed)."""
+    if "train_bf16_channels_last_gflops" not in conv:
+        return ""
+    return (f" As a training pass (forward + input and weight gradients, 3× the forward FLOPs): fp32 "
+            f"{conv['train_fp32_gflops']:.0f}, bf16 autocast + channels_last "
+            f"{conv['train_bf16_channels_last_gflops']:.0f} GFLOP/s (medians {conv['train_fp32_gflops_median']:.0f} / "
+            f"{conv['train_bf16_channels_last_gflops_median']:.0f}): the rate a training step's conv work can "
+            "reach here, backward kernels included.")
+
+
+def _bound_ratio(step_s: float, gflop: float | None, gflops_per_s: float | None) -> str:
+    """``step_s`` over the time ``gflop`` takes at ``gflops_per_s`` ("–" when either is unknown)."""
+    if not gflop or not gflops_per_s:
+        return "–"
+    return f"{step_s / (gflop / gflops_per_s):.1f}×"
+
+
 def profile_markdown(profile: dict[str, Any], conv: dict[str, Any]) -> str:
     """The "Step profile" section: per case, the median exclusive time of every part of a training step."""
     lines = ["", "## Step profile: where a training step's time goes", "",
@@ -208,15 +234,16 @@ def profile_markdown(profile: dict[str, Any], conv: dict[str, Any]) -> str:
              "triggered). Absolute times are from a shared, oversubscribed host; the shares within a step are "
              "the finding. `bound bf16` = the step's counted FLOPs (forward + backward, torch's FlopCounterMode) "
              "at the measured bf16+CL conv throughput.", ""]
-    bf16 = conv.get("bf16_channels_last_gflops")
-    lines += ["| case | step ms | GFLOP | step / bound bf16 | parts: ms (share of step) |", "|---|---:|---:|---:|---|"]
+    lines += ["| case | step ms | GFLOP | step / bound bf16 | step / train-pass bound | parts: ms (share of step) |",
+              "|---|---:|---:|---:|---:|---|"]
     for key, case in profile["cases"].items():
         parts = dict(case["parts_s"])
         step = parts.pop("step")
         gflop = case.get("gflop")
-        ratio = f"{step / (gflop / bf16):.1f}×" if gflop and bf16 else "–"
         cells = ", ".join(f"{name} {t * 1e3:.0f} ({t / step:.0%})" for name, t in parts.items() if t / step >= 0.005)
-        lines.append(f"| {key} | {step * 1e3:.0f} | {_fmt(gflop)} | {ratio} | {cells} |")
+        lines.append(f"| {key} | {step * 1e3:.0f} | {_fmt(gflop)} | "
+                     f"{_bound_ratio(step, gflop, conv.get('bf16_channels_last_gflops'))} | "
+                     f"{_bound_ratio(step, gflop, conv.get('train_bf16_channels_last_gflops'))} | {cells} |")
     lines += ["", "Grouped (share of the step): network passes = depth + pose forwards + providers (frozen teachers); "
               "losses = every loss term's own time; backward; optimiser (gradient clipping + Adam); rest = data + "
               "other.", ""]

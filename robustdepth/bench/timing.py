@@ -18,12 +18,24 @@ from typing import Any
 
 import torch
 
-__all__ = ["alternate", "cpu_description", "paired_speedup", "sync", "timed"]
+__all__ = ["alternate", "cpu_description", "paired_speedup", "step_gflop", "sync", "timed"]
 
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def step_gflop(step: Callable[[], Any]) -> float:
+    """GFLOPs of one call of ``step`` — every forward and backward op torch's FlopCounterMode counts (convolutions
+    and matmuls, FLOP = 2·MAC; a convolution's backward counts its input and its weight gradient, together twice
+    its forward). The training rows' roofline bounds are these FLOPs at a measured conv throughput."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return counter.get_total_flops() / 1e9
 
 
 def timed(fn: Callable[[], Any], device: torch.device) -> float:
