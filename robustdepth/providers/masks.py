@@ -450,7 +450,8 @@ def write_mask_cache(cfg: Any, out: Path, progress: bool = True, split: str | No
     todo = [it for it in items if stale or not mask_path(out, it.sequence.name, it.index).is_file()]
     segment = None if mcfg.method == "world" else build_segmenter(mcfg)
     out.mkdir(parents=True, exist_ok=True)
-    for item in tqdm(todo, desc=f"masks ({mcfg.method})", unit="frame", disable=not progress):
+    # no bar when every mask is cached: a reused cache is checked on each run and would print an empty bar each time
+    for item in tqdm(todo, desc=f"masks ({mcfg.method})", unit="frame", disable=not progress or not todo):
         if segment is None:
             labels = world_partition(item, height, width, str(mcfg.world_sky))
         else:
