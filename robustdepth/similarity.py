@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,13 +16,50 @@ _SSIM_C1 = 0.01**2
 _SSIM_C2 = 0.03**2
 
 
-def _pool3(planes: list[torch.Tensor]) -> list[torch.Tensor]:
-    """3×3 mean filter (stride 1, no padding) of each map.
+def _ordered_window_sum(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Σ over the 3×3 offsets (i, j) of ``plane[..., i:i+height, j:j+width]``, added row by row, left to right,
+    starting from the first term: the order avg_pool2d's CPU kernel sums a window in (and, on the zero-padded
+    gradient, the order its backward accumulates into an input pixel)."""
+    total = plane[..., 0:height, 0:width]
+    for i in range(3):
+        for j in range(3):
+            if i or j:
+                total = total + plane[..., i:i + height, j:j + width]
+    return total
 
-    One ``avg_pool2d`` per map: stacking the maps into one call ran slower on CPU when tried (the
-    concatenation's copy costs more than the saved dispatches).
+
+class _Box3(torch.autograd.Function):
+    """3×3 mean filter (stride 1, no padding): ``F.avg_pool2d(x, 3, 1)`` bit for bit, value and gradient.
+
+    Both passes are shifted-view sums in avg_pool2d's own accumulation order (:func:`_ordered_window_sum`),
+    so they round exactly as the pool does (tests/test_photometric_fused.py pins it). On CPU avg_pool2d is a
+    scalar loop per output pixel; the shifted-view sums are vectorised elementwise adds (speed:
+    docs/results/speed.md). The backward is written out rather than left to autograd, whose nine slice
+    gradients would each allocate and zero-fill a full-size buffer.
     """
-    return [F.avg_pool2d(p, 3, 1) for p in planes]
+
+    @staticmethod
+    def forward(ctx: Any, plane: torch.Tensor) -> torch.Tensor:
+        height, width = plane.shape[-2] - 2, plane.shape[-1] - 2
+        if height < 1 or width < 1:
+            raise ValueError(f"a 3×3 mean filter needs maps of at least 3×3 pixels, got {tuple(plane.shape)}")
+        return _ordered_window_sum(plane, height, width) / 9
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        height, width = grad.shape[-2] + 2, grad.shape[-1] + 2
+        return _ordered_window_sum(F.pad(grad / 9, (2, 2, 2, 2)), height, width)
+
+
+def _box3(plane: torch.Tensor) -> torch.Tensor:
+    """3×3 mean filter (stride 1, no padding) of one map (:class:`_Box3`)."""
+    return _Box3.apply(plane)
+
+
+def _pool3(planes: list[torch.Tensor]) -> list[torch.Tensor]:
+    """3×3 mean filter (stride 1, no padding) of each map (:func:`_box3`)."""
+    return [_box3(p) for p in planes]
 
 
 def _ssim_from_moments(mu_x: torch.Tensor, mu_y: torch.Tensor, xx: torch.Tensor, yy: torch.Tensor,

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from robustdepth.bench.photometric_reference import reference_error, reference_loss, reference_ssim
 from robustdepth.configure import load_config
 from robustdepth.losses.photometric import PhotometricLoss, by_source, reconstruct_all
-from robustdepth.similarity import photometric_error, photometric_errors, ssim_dissimilarity
+from robustdepth.similarity import _box3, photometric_error, photometric_errors, ssim_dissimilarity
 from robustdepth.training.context import StepContext, StepState
 from robustdepth.training.trainer import Trainer
 from tests.conftest import corridor_overrides
@@ -26,6 +26,22 @@ def _images(seed: int, *shape: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     smooth = F.avg_pool2d(torch.rand(*shape, generator=g), 3, 1, 1)  # textured, non-constant, in [0, 1]
     return (0.7 * smooth + 0.3 * torch.rand(*shape, generator=g)).requires_grad_()
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("shape", [(2, 3, 9, 13), (3, 1, 5, 4), (1, 3, 66, 194)])
+def test_box_filter_is_avg_pool_bit_for_bit(shape: tuple[int, ...], channels_last: bool) -> None:
+    """The SSIM's 3×3 mean (shifted-view sums) equals F.avg_pool2d(x, 3, 1) exactly, value and gradient, so
+    replacing the pool changed the speed of training and nothing else."""
+    x = _images(4, *shape)
+    if channels_last:
+        x = x.detach().to(memory_format=torch.channels_last).requires_grad_()
+    got, want = _box3(x), F.avg_pool2d(x, 3, 1)
+    assert torch.equal(got, want)
+    weights = torch.rand(want.shape, generator=torch.Generator().manual_seed(5))
+    (g_got,) = torch.autograd.grad((got * weights).sum(), x)
+    (g_want,) = torch.autograd.grad((want * weights).sum(), x)
+    assert torch.equal(g_got, g_want)
 
 
 def test_fused_ssim_equals_five_pool_reference_in_value_and_gradient() -> None:

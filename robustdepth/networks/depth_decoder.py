@@ -22,7 +22,14 @@ class Conv3x3(nn.Module):
         self.conv = nn.Conv2d(int(in_channels), int(out_channels), 3)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(self.pad(x))
+        if not torch.is_autocast_enabled(x.device.type):
+            return self.conv(self.pad(x))
+        # Autocast runs reflection padding in fp32 (CPU), upcasting a bf16 activation for the pad and casting it
+        # back for the conv. Padding only copies values, so it is exact in the input's own dtype: pad there, and
+        # the conv (under the caller's autocast again) gets the same values without two full-size casts.
+        with torch.autocast(x.device.type, enabled=False):
+            x = self.pad(x)
+        return self.conv(x)
 
 
 class ConvBlock(nn.Module):
