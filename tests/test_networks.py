@@ -344,3 +344,34 @@ def test_load_monodepth2_release_layout(tmp_path) -> None:
         torch.testing.assert_close(pose_net(image, image)[1], trained_pose.eval()(image, image)[1])
     with pytest.raises(ValueError, match=r"depth\.pth"):  # decoder file given as encoder
         load_monodepth2_weights(DepthNet(18), tmp_path / "depth.pth", tmp_path / "depth.pth")
+
+
+def test_decoder_convs_get_bf16_under_autocast_with_the_same_values() -> None:
+    """Under bf16 autocast the decoder pads in the activation's dtype (autocast would run reflection padding in
+    fp32 and cast back for every conv): each decoder conv receives bf16, and the outputs equal those of the fp32
+    round trip bit for bit, because padding only copies values."""
+    from robustdepth.networks import depth_decoder
+
+    torch.manual_seed(0)
+    net = DepthNet().eval()
+    x = torch.rand(2, 3, 64, 96)
+    seen: list[torch.dtype] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0].dtype))
+             for m in net.decoder.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.autocast("cpu", torch.bfloat16):
+        got = net(x).disp
+    for h in hooks:
+        h.remove()
+    assert len(seen) > 10 and set(seen) == {torch.bfloat16}
+
+    def round_trip(self: depth_decoder.Conv3x3, t: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pad(t))
+
+    original = depth_decoder.Conv3x3.forward
+    depth_decoder.Conv3x3.forward = round_trip
+    try:
+        with torch.autocast("cpu", torch.bfloat16):
+            want = net(x).disp
+    finally:
+        depth_decoder.Conv3x3.forward = original
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
