@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from robustdepth.bench.photometric_reference import reference_loss
+from robustdepth.bench.photometric_reference import previous_step_paths, reference_loss
 from robustdepth.bench.script import run_script
 from robustdepth.bench.speed_report import render_markdown
 from robustdepth.bench.timing import alternate, cpu_description, paired_speedup, step_gflop
@@ -234,6 +234,33 @@ def _photometric_row(world: Path, tmp: Path, height: int, width: int, rounds: in
     return row
 
 
+def step_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int) -> dict[str, Any]:
+    """A whole Monodepth2+fast training step (bf16 + channels_last, fused Adam) on one fixed batch, the previous
+    paths (:func:`previous_step_paths`: avg_pool2d SSIM means, fp32 pad round trips) against the current ones,
+    alternated in one process; per resolution the median step and the paired speed-up."""
+    rows: dict[str, Any] = {}
+    fast = {"train.precision": "bf16", "train.channels_last": True, "optim.fused": True}
+    for height, width in sizes:
+        cfg = load_config("monodepth2", _overrides(world, height, width, **fast))
+        trainer = Trainer(cfg, run_dir=tmp / f"step_paths_{height}x{width}")
+        batch = next(trainer._batches())
+
+        def previous(trainer: Trainer = trainer, batch: dict[str, Any] = batch) -> None:
+            with previous_step_paths():
+                trainer.train_step(batch)
+
+        variants = {"previous": previous, "current": lambda trainer=trainer, batch=batch: trainer.train_step(batch)}
+        alternate(variants, 1, torch.device("cpu"))
+        times = alternate(variants, rounds, torch.device("cpu"))
+        trainer.close()
+        row = {"previous_ms": statistics.median(times["previous"]) * 1e3,
+               "current_ms": statistics.median(times["current"]) * 1e3,
+               "speedup": paired_speedup(times["previous"], times["current"]), "rounds": rounds}
+        rows[f"{height}x{width}"] = row
+        print(f"step paths {height}x{width}: {row}", flush=True)
+    return {"rows": rows, "batch_size": COMMON["optim.batch_size"], "config": fast}
+
+
 def optimiser_paths(rounds: int) -> dict[str, Any]:
     """Adam's step over the Monodepth2 depth + pose weights: torch's default CPU path (a per-tensor loop) vs
     ``foreach`` and ``fused``, alternated; and how far each drifts from the default after 5 identical steps."""
@@ -280,6 +307,9 @@ def main() -> None:
                         help="also time Adam's default CPU step against foreach / fused (alternating rounds)")
     parser.add_argument("--photometric-rounds", type=int, default=0,
                         help="also time the fused photometric path against the previous one (alternating rounds)")
+    parser.add_argument("--step-paths-rounds", type=int, default=0,
+                        help="also time a whole fast Monodepth2 step with the previous SSIM-mean and decoder-pad "
+                             "paths against the current ones (alternating rounds)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     args = parser.parse_args()
     if args.quick:
@@ -308,11 +338,16 @@ def main() -> None:
             photometric = photometric_paths(args.world, tmp, [tuple(int(v) for v in size.split("x"))
                                                                for size in args.resolutions.split(",")],
                                             args.photometric_rounds)
+        if args.step_paths_rounds:
+            steps = step_paths(args.world, tmp, [tuple(int(v) for v in size.split("x"))
+                                                 for size in args.resolutions.split(",")], args.step_paths_rounds)
     out = {"machine": f"{cpu_description()}, {torch.get_num_threads()} threads", "torch": torch.__version__,
            "load_average": list(os.getloadavg()), "batch_size": COMMON["optim.batch_size"],
            "command": "python benchmarks/profile_step.py " + " ".join(sys.argv[1:]), "cases": cases}
     if args.photometric_rounds:
         out["photometric_paths"] = photometric
+    if args.step_paths_rounds:
+        out["step_paths"] = steps
     if args.optimiser_rounds:
         out["optimiser_paths"] = optimiser_paths(args.optimiser_rounds)
     args.out.mkdir(parents=True, exist_ok=True)

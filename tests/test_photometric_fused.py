@@ -123,3 +123,29 @@ def test_fused_loss_term_equals_previous_path(corridor: Path, tmp_path: Path, ex
     want_vec = torch.cat([b.flatten() for _, b in flat])
     assert torch.allclose(got_vec, want_vec, rtol=1e-3, atol=1e-6 * float(want_vec.abs().max()))
     trainer.close()
+
+
+def test_previous_step_paths_change_time_not_values(corridor: Path, tmp_path: Path) -> None:
+    """The before/after timing of benchmarks/profile_step.py is fair: in a bf16 + channels_last step the previous
+    paths (avg_pool2d means, fp32 pad round trips) give the very same losses, and leaving the block restores the
+    current paths."""
+    import robustdepth.similarity as similarity
+    from robustdepth.bench.photometric_reference import previous_step_paths
+    from robustdepth.networks import depth_decoder
+
+    trainer, ctx = _context(corridor, tmp_path, 3, **{"train.precision": "bf16", "train.channels_last": True})
+    trainer.models.train()
+
+    def losses() -> torch.Tensor:
+        fresh = StepContext(ctx.batch, trainer.depth_net, trainer.pose_net, trainer.providers, ctx.state,
+                            trainer.cfg, torch.Generator().manual_seed(3), trainer.device)
+        return trainer.losses(fresh)[0]
+
+    current = (similarity._box3, depth_decoder.Conv3x3.forward)
+    got = losses()
+    with previous_step_paths():
+        assert similarity._box3 is not current[0] and depth_decoder.Conv3x3.forward is not current[1]
+        want = losses()
+    assert (similarity._box3, depth_decoder.Conv3x3.forward) == current
+    assert torch.equal(got, want) and got.item() > 0
+    trainer.close()

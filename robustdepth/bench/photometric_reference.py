@@ -15,6 +15,8 @@ match ``ssim_dissimilarity`` and ``photometric_error`` per call.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from robustdepth.losses.photometric import min_reprojection
 from robustdepth.training.context import StepContext
 
-__all__ = ["reference_error", "reference_loss", "reference_ssim"]
+__all__ = ["previous_step_paths", "reference_error", "reference_loss", "reference_ssim"]
 
 
 def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -63,3 +65,26 @@ def reference_loss(ctx: StepContext, cfg: Any) -> torch.Tensor:
             per_pixel = reprojection.mean(1, keepdim=True)
         total = total + per_pixel.mean()
     return total / len(ctx.scales)
+
+
+@contextmanager
+def previous_step_paths() -> Iterator[None]:
+    """Within the block, a training step runs the two paths the current ones replaced, for before/after timings
+    (benchmarks/profile_step.py ``--step-paths-rounds``): the SSIM's 3×3 means through ``F.avg_pool2d`` and the
+    depth decoder's reflection pads through autocast's fp32 round trip. Both give the same forward values as
+    the current paths (tests pin it), so only the time differs."""
+    from robustdepth import similarity
+    from robustdepth.networks import depth_decoder
+
+    def pooled(plane: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(plane, 3, 1)
+
+    def round_trip(self: depth_decoder.Conv3x3, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pad(x))
+
+    box, forward = similarity._box3, depth_decoder.Conv3x3.forward
+    similarity._box3, depth_decoder.Conv3x3.forward = pooled, round_trip  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        similarity._box3, depth_decoder.Conv3x3.forward = box, forward  # type: ignore[method-assign]
