@@ -49,6 +49,8 @@ from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("monodepth2", "md4all_dd", "all")
+# the `RECIPE+fast` overlay (recipes/fast.yaml): bf16 autocast, channels_last, fused Adam
+FAST = {"train.precision": "bf16", "train.channels_last": True, "optim.fused": True}
 COMMON = {"data.num_workers": 0, "optim.batch_size": 4, "train.progress": False, "train.log_every": 10**6,
           "train.image_every": 10**7, "train.ckpt_every": 10**7, "optim.max_steps": 10**6}
 LATE_TERMS = {"all": {"losses.feature_consistency.start_fraction": 0.0}}
@@ -239,9 +241,8 @@ def step_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int
     paths (:func:`previous_step_paths`: avg_pool2d SSIM means, fp32 pad round trips) against the current ones,
     alternated in one process; per resolution the median step and the paired speed-up."""
     rows: dict[str, Any] = {}
-    fast = {"train.precision": "bf16", "train.channels_last": True, "optim.fused": True}
     for height, width in sizes:
-        cfg = load_config("monodepth2", _overrides(world, height, width, **fast))
+        cfg = load_config("monodepth2", _overrides(world, height, width, **FAST))
         trainer = Trainer(cfg, run_dir=tmp / f"step_paths_{height}x{width}")
         batch = next(trainer._batches())
 
@@ -258,7 +259,7 @@ def step_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int
                "speedup": paired_speedup(times["previous"], times["current"]), "rounds": rounds}
         rows[f"{height}x{width}"] = row
         print(f"step paths {height}x{width}: {row}", flush=True)
-    return {"rows": rows, "batch_size": COMMON["optim.batch_size"], "config": fast}
+    return {"rows": rows, "batch_size": COMMON["optim.batch_size"], "config": FAST}
 
 
 def optimiser_paths(rounds: int) -> dict[str, Any]:
@@ -300,7 +301,8 @@ def main() -> None:
     parser.add_argument("--resolutions", default="64x192,192x640")
     parser.add_argument("--steps", type=int, default=3, help="instrumented steps per case (median)")
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--fast", action="store_true", help="also profile RECIPE+fast (bf16 + channels_last)")
+    parser.add_argument("--fast", action="store_true",
+                        help="also profile RECIPE+fast (bf16 + channels_last + fused Adam)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     parser.add_argument("--quick", action="store_true", help="smoke size: monodepth2 at 64×192, 2 steps")
     parser.add_argument("--optimiser-rounds", type=int, default=0,
@@ -319,7 +321,7 @@ def main() -> None:
     if not (args.world / "world.json").is_file():
         raise SystemExit(f"no world at {args.world}: robustdepth world generate --preset tiny --out {args.world}")
     photometric: dict[str, Any] = {}
-    variants = {"fp32": {}, **({"fast": {"train.precision": "bf16", "train.channels_last": True}} if args.fast else {})}
+    variants = {"fp32": {}, **({"fast": FAST} if args.fast else {})}
     cases: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
