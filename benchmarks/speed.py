@@ -90,7 +90,7 @@ def conv_throughput(device: torch.device, rounds: int) -> dict[str, Any]:
 
     variants = {"fp32": fp32, "bf16_channels_last": bf16,
                 "train_fp32": conv_train_pass(xs, weights, None),
-                "train_bf16_channels_last": conv_train_pass(x_cl, w_cl, torch.autocast(device.type, torch.bfloat16))}
+                "train_bf16_channels_last": conv_train_pass(x_bf, w_cl, torch.autocast(device.type, torch.bfloat16))}
     alternate(variants, 2, device)  # warm-up: oneDNN primitive creation
     times = alternate(variants, rounds, device)
     for name, ts in times.items():
@@ -103,9 +103,10 @@ def conv_throughput(device: torch.device, rounds: int) -> dict[str, Any]:
 def conv_train_pass(xs: list[torch.Tensor], weights: list[torch.Tensor],
                     autocast: Any) -> Callable[[], None]:
     """One training pass of the roofline's convolutions: forward, then the input AND weight gradients (3× the
-    forward FLOPs), as a training step runs them — fp32, or under ``autocast`` (bf16 compute from fp32 master
-    weights, the fast path's numerics). Its throughput is the attainable rate of a step's conv work, backward
-    included: oneDNN's backward kernels run below its forward ones, so the forward-only bound is optimistic."""
+    forward FLOPs), as a training step runs them — fp32, or under ``autocast`` from bf16 activations and fp32
+    master weights (the fast path's numerics: inside the network a conv's input is the previous layer's bf16
+    output). Its throughput is the attainable rate of a step's conv work, backward included: oneDNN's backward
+    kernels run below its forward ones, so the forward-only bound is optimistic."""
     xs = [x.detach().clone().requires_grad_() for x in xs]
     weights = [w.detach().clone().requires_grad_() for w in weights]
 
