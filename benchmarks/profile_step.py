@@ -225,15 +225,21 @@ def _photometric_row(world: Path, tmp: Path, height: int, width: int, rounds: in
         loss = term(ctx)[0] if fused else reference_loss(ctx, term.cfg)
         loss.backward()
 
-    variants = {"previous": lambda: run(False), "fused": lambda: run(True)}
-    alternate(variants, 1, torch.device("cpu"))
-    times = alternate(variants, rounds, torch.device("cpu"))
+    row = before_after(lambda: run(False), lambda: run(True), "fused", rounds)
     trainer.close()
-    row = {"previous_ms": statistics.median(times["previous"]) * 1e3,
-           "fused_ms": statistics.median(times["fused"]) * 1e3,
-           "speedup": paired_speedup(times["previous"], times["fused"]), "rounds": rounds}
     print(f"photometric {height}x{width}: {row}", flush=True)
     return row
+
+
+def before_after(previous: Callable[[], Any], current: Callable[[], Any], name: str, rounds: int) -> dict[str, Any]:
+    """``previous`` and ``current`` alternated in one process (one warm-up round, then ``rounds``): their median
+    times as ``previous_ms`` / ``<name>_ms`` and the paired speed-up."""
+    variants = {"previous": previous, name: current}
+    alternate(variants, 1, torch.device("cpu"))
+    times = alternate(variants, rounds, torch.device("cpu"))
+    return {"previous_ms": statistics.median(times["previous"]) * 1e3,
+            f"{name}_ms": statistics.median(times[name]) * 1e3,
+            "speedup": paired_speedup(times["previous"], times[name]), "rounds": rounds}
 
 
 def step_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int) -> dict[str, Any]:
@@ -250,13 +256,8 @@ def step_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int
             with previous_step_paths():
                 trainer.train_step(batch)
 
-        variants = {"previous": previous, "current": lambda trainer=trainer, batch=batch: trainer.train_step(batch)}
-        alternate(variants, 1, torch.device("cpu"))
-        times = alternate(variants, rounds, torch.device("cpu"))
+        row = before_after(previous, lambda trainer=trainer, batch=batch: trainer.train_step(batch), "current", rounds)
         trainer.close()
-        row = {"previous_ms": statistics.median(times["previous"]) * 1e3,
-               "current_ms": statistics.median(times["current"]) * 1e3,
-               "speedup": paired_speedup(times["previous"], times["current"]), "rounds": rounds}
         rows[f"{height}x{width}"] = row
         print(f"step paths {height}x{width}: {row}", flush=True)
     return {"rows": rows, "batch_size": COMMON["optim.batch_size"], "config": FAST}
