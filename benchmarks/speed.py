@@ -30,7 +30,6 @@ absolute times are only indicative. On CUDA the same code measures GPU time (syn
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -89,8 +88,8 @@ def conv_throughput(device: torch.device, rounds: int) -> dict[str, Any]:
             F.conv2d(x, wt, padding=1)
 
     variants = {"fp32": fp32, "bf16_channels_last": bf16,
-                "train_fp32": conv_train_pass(xs, weights, None),
-                "train_bf16_channels_last": conv_train_pass(x_bf, w_cl, torch.autocast(device.type, torch.bfloat16))}
+                "train_fp32": conv_train_pass(xs, weights, bf16=False),
+                "train_bf16_channels_last": conv_train_pass(x_bf, w_cl, bf16=True)}
     alternate(variants, 2, device)  # warm-up: oneDNN primitive creation
     times = alternate(variants, rounds, device)
     for name, ts in times.items():
@@ -100,18 +99,17 @@ def conv_throughput(device: torch.device, rounds: int) -> dict[str, Any]:
     return result
 
 
-def conv_train_pass(xs: list[torch.Tensor], weights: list[torch.Tensor],
-                    autocast: Any) -> Callable[[], None]:
+def conv_train_pass(xs: list[torch.Tensor], weights: list[torch.Tensor], *, bf16: bool) -> Callable[[], None]:
     """One training pass of the roofline's convolutions: forward, then the input AND weight gradients (3× the
-    forward FLOPs), as a training step runs them — fp32, or under ``autocast`` from bf16 activations and fp32
+    forward FLOPs), as a training step runs them — fp32, or (``bf16``) under autocast from bf16 activations and fp32
     master weights (the fast path's numerics: inside the network a conv's input is the previous layer's bf16
-    output). Its throughput is the attainable rate of a step's conv work, backward included: oneDNN's backward
-    kernels run below its forward ones, so the forward-only bound is optimistic."""
+    output). Its throughput is the attainable rate of a step's conv work, backward included, against which the
+    forward-only bound can be checked (oneDNN's backward kernels may run below its forward ones)."""
     xs = [x.detach().clone().requires_grad_() for x in xs]
     weights = [w.detach().clone().requires_grad_() for w in weights]
 
     def run() -> None:
-        with autocast or contextlib.nullcontext():
+        with torch.autocast(xs[0].device.type, torch.bfloat16, enabled=bf16):
             outs = [F.conv2d(x, w, padding=1) for x, w in zip(xs, weights, strict=True)]
         torch.autograd.grad(outs, [*xs, *weights], [torch.ones_like(o) for o in outs])
 
