@@ -9,7 +9,7 @@ hooks around it:
 
 * forward hooks on the depth and pose networks and on every loss term (exclusive time: a term's row excludes
   the network passes and providers it triggered, which get their own rows);
-* the providers' ``get`` (teacher, masks, queues), ``Tensor.backward``, ``clip_grad_norm_`` and the
+* the providers' ``get`` (teacher, masks, queues), ``Tensor.backward``, the trainer's ``gradient_norm`` and the
   optimiser's ``step``, wrapped for the duration of the profile only;
 * ``data``: the loader's ``next`` (workers off, the frame cache on: what a step waits for in steady state);
 * ``other``: the step's remainder (StepContext, BatchNorm buffer copies, logging, scheduler).
@@ -40,17 +40,18 @@ from typing import Any
 
 import torch
 
-from robustdepth.bench.photometric_reference import previous_step_paths, reference_loss
+from robustdepth.bench.photometric_reference import PREVIOUS_STEP_PATHS, previous_step_paths, reference_loss
 from robustdepth.bench.script import run_script
 from robustdepth.bench.speed_report import render_markdown
-from robustdepth.bench.timing import alternate, cpu_description, paired_speedup, step_gflop
+from robustdepth.bench.timing import alternate, cpu_description, fast_overlay, paired_speedup, step_gflop
 from robustdepth.configure import load_config
+from robustdepth.training import trainer as trainer_module
 from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = ("monodepth2", "md4all_dd", "all")
 # the `RECIPE+fast` overlay (recipes/fast.yaml): bf16 autocast, channels_last, fused Adam
-FAST = {"train.precision": "bf16", "train.channels_last": True, "optim.fused": True}
+FAST = fast_overlay()  # exactly RECIPE+fast
 COMMON = {"data.num_workers": 0, "optim.batch_size": 4, "train.progress": False, "train.log_every": 10**6,
           "train.image_every": 10**7, "train.ckpt_every": 10**7, "optim.max_steps": 10**6}
 LATE_TERMS = {"all": {"losses.feature_consistency.start_fraction": 0.0}}
@@ -102,10 +103,10 @@ def instrumented(trainer: Trainer, timer: PartTimer) -> Iterator[None]:
     for name, term in trainer.losses.terms.items():
         handles += _hook(term, timer, f"loss: {name}")
     providers_get, backward = trainer.providers.get, torch.Tensor.backward
-    clip, opt_step = torch.nn.utils.clip_grad_norm_, trainer.optimizer.step
+    norm, opt_step = trainer_module.gradient_norm, trainer.optimizer.step
     trainer.providers.get = lambda name, ctx: timer.wrap(f"provider: {name}", providers_get)(name, ctx)
     torch.Tensor.backward = timer.wrap("backward", backward)  # type: ignore[method-assign]
-    torch.nn.utils.clip_grad_norm_ = timer.wrap("optimiser", clip)
+    trainer_module.gradient_norm = timer.wrap("optimiser", norm)
     trainer.optimizer.step = timer.wrap("optimiser", opt_step)  # type: ignore[method-assign]
     try:
         yield
@@ -115,7 +116,7 @@ def instrumented(trainer: Trainer, timer: PartTimer) -> Iterator[None]:
         del trainer.providers.get
         del trainer.optimizer.step
         torch.Tensor.backward = backward  # type: ignore[method-assign]
-        torch.nn.utils.clip_grad_norm_ = clip
+        trainer_module.gradient_norm = norm
 
 
 def frozen_checkpoint(world: Path, out: Path, height: int, width: int) -> Path:
@@ -244,8 +245,8 @@ def before_after(previous: Callable[[], Any], current: Callable[[], Any], name: 
 
 def step_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int) -> dict[str, Any]:
     """A whole Monodepth2+fast training step (bf16 + channels_last, fused Adam) on one fixed batch, the previous
-    paths (:func:`previous_step_paths`: avg_pool2d SSIM means, fp32 pad round trips) against the current ones,
-    alternated in one process; per resolution the median step and the paired speed-up."""
+    paths (:func:`previous_step_paths`) against the current ones, alternated in one process; per resolution the
+    median step and the paired speed-up."""
     rows: dict[str, Any] = {}
     for height, width in sizes:
         cfg = load_config("monodepth2", _overrides(world, height, width, **FAST))
@@ -260,7 +261,7 @@ def step_paths(world: Path, tmp: Path, sizes: list[tuple[int, int]], rounds: int
         trainer.close()
         rows[f"{height}x{width}"] = row
         print(f"step paths {height}x{width}: {row}", flush=True)
-    return {"rows": rows, "batch_size": COMMON["optim.batch_size"], "config": FAST}
+    return {"rows": rows, "batch_size": COMMON["optim.batch_size"], "config": FAST, "note": PREVIOUS_STEP_PATHS}
 
 
 def optimiser_paths(rounds: int) -> dict[str, Any]:
@@ -311,8 +312,8 @@ def main() -> None:
     parser.add_argument("--photometric-rounds", type=int, default=0,
                         help="also time the fused photometric path against the previous one (alternating rounds)")
     parser.add_argument("--step-paths-rounds", type=int, default=0,
-                        help="also time a whole fast Monodepth2 step with the previous SSIM-mean and decoder-pad "
-                             "paths against the current ones (alternating rounds)")
+                        help="also time a whole fast Monodepth2 step with the previous paths (SSIM means, decoder "
+                             "pads, gradient norm, weight casts) against the current ones (alternating rounds)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "results")
     args = parser.parse_args()
     if args.quick:

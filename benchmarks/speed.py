@@ -17,7 +17,8 @@ Sections (each merges its results into ``docs/results/speed.json``; ``speed.md``
   batch 4) through the real Trainer on the analytic corridor: images/s and peak step memory, fp32 eager
   vs the fast path (bf16 + channels_last, + compiled networks and loss at ``--compile-training``
   resolutions); each step's counted FLOPs and its ratio to the two bf16 bounds (forward-only and training-pass
-  conv throughput).
+  conv throughput); and the fast path's network passes alone (forward + backward, no loss, no optimiser):
+  what the conv kernels themselves take at the step's shapes.
 * ``accuracy``  — the two training paths side by side on the embedded world (loss curves, then the
   world table on the test split).
 
@@ -45,16 +46,17 @@ import torch.nn.functional as F
 
 from robustdepth.bench.script import run_script
 from robustdepth.bench.speed_report import render_markdown
-from robustdepth.bench.timing import alternate, cpu_description, paired_speedup, step_gflop
+from robustdepth.bench.timing import alternate, cpu_description, fast_overlay, paired_speedup, step_gflop
 from robustdepth.configure import load_config
 from robustdepth.data.corridor import corridor_overrides, write_corridor_sequence
 from robustdepth.inference import DepthModel, native_bf16
 from robustdepth.networks import DepthNet, ScaleZeroDisparity
+from robustdepth.training.context import StepContext, StepState
 from robustdepth.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RESOLUTIONS = [(64, 192), (96, 320), (192, 640)]
-FAST_TRAIN = {"train.precision": "bf16", "train.channels_last": True}
+FAST_TRAIN = fast_overlay()  # exactly RECIPE+fast
 COMPILE_TRAIN = {"train.compile": True, "train.compile_loss": True}
 
 
@@ -211,6 +213,23 @@ def make_trainer(root: Path, run: Path, height: int, width: int, steps: int, ext
     return Trainer(cfg, run_dir=run)
 
 
+def networks_pass(trainer: Trainer, batch: dict[str, Any]) -> Callable[[], None]:
+    """The step's network work alone: the depth pass and one pose pass per source frame through the trainer's own
+    ``StepContext`` (its precision, memory format, weight-cast span and compiled networks), backward from a
+    plain sum of their outputs, no loss arithmetic and no optimiser. Its time is the floor the conv kernels
+    give a step at these shapes; the step's time above it is losses, optimiser and glue."""
+    def run() -> None:
+        trainer.models.train()
+        ctx = StepContext(trainer._to_device(batch), trainer.depth_net, trainer.pose_net, trainer.providers,
+                          StepState(0, 1, 0, 1), trainer.cfg, torch.Generator().manual_seed(0), trainer.device)
+        with ctx.weight_casts():
+            disps = ctx.depth("input").disp
+            poses = [ctx.pose(f).matrix for f in ctx.source_ids]
+        (sum(d.sum() for d in disps) + sum(m.sum() for m in poses)).backward()
+        trainer.models.zero_grad(set_to_none=True)
+    return run
+
+
 def run_training(args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -222,6 +241,7 @@ def run_training(args: argparse.Namespace, device: torch.device) -> dict[str, An
                         for name, extra in configs.items()}
             fixed = next(trainers["eager_fp32"]._batches())  # the same batch for every timed step: equal work
             variants = {name: (lambda t=t, b=fixed: t.train_step(b)) for name, t in trainers.items()}
+            variants["fast_networks"] = networks_pass(trainers["fast"], fixed)
             t0 = time.perf_counter()
             alternate(variants, 2, device)  # warm-up (allocator, oneDNN primitives, cold compile)
             warm = time.perf_counter() - t0
@@ -231,6 +251,7 @@ def run_training(args: argparse.Namespace, device: torch.device) -> dict[str, An
                 "speedup_vs_eager_fp32": paired_speedup(times["eager_fp32"], ts)} for name, ts in times.items()}
             row["fast_config"] = fast_extra
             row["gflop"] = step_gflop(lambda t=trainers["eager_fp32"], b=fixed: t.train_step(b))
+            row["networks_gflop"] = step_gflop(networks_pass(trainers["eager_fp32"], fixed))
             row["warmup_s"] = warm
             row["rounds"] = args.train_rounds
             results[f"{h}x{w}"] = row

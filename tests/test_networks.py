@@ -375,3 +375,19 @@ def test_decoder_convs_get_bf16_under_autocast_with_the_same_values() -> None:
     finally:
         depth_decoder.Conv3x3.forward = original
     assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("source_is_before", [True, False])
+def test_relative_pose_builds_its_matrix_in_fp32_under_autocast(source_is_before: bool) -> None:
+    """A pose network run under bf16 autocast returns bf16 (axisangle, translation); the rotation and the
+    inversion (a matrix product autocast would run in bf16) are computed in fp32, exactly as outside autocast."""
+    from robustdepth.networks import relative_pose
+
+    gen = torch.Generator().manual_seed(5)
+    axisangle = (torch.rand(3, 3, generator=gen) - 0.5).to(torch.bfloat16)
+    translation = (torch.rand(3, 3, generator=gen) * 4 - 2).to(torch.bfloat16)
+    frames = torch.rand(3, 3, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = relative_pose(lambda a, b: (axisangle, translation), frames, frames, source_is_before)
+    want = Pose.from_axis_angle(axisangle.float(), translation.float(), invert=source_is_before)
+    assert got.matrix.dtype == torch.float32 and torch.equal(got.matrix, want.matrix)

@@ -7,6 +7,7 @@ through ``ctx.reconstruct``.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -127,11 +128,13 @@ def test_fused_loss_term_equals_previous_path(corridor: Path, tmp_path: Path, ex
 
 def test_previous_step_paths_change_time_not_values(corridor: Path, tmp_path: Path) -> None:
     """The before/after timing of benchmarks/profile_step.py is fair: in a bf16 + channels_last step the previous
-    paths (avg_pool2d means, fp32 pad round trips) give the very same losses, and leaving the block restores the
-    current paths."""
+    paths (avg_pool2d means, fp32 pad round trips, per-call weight casts) give the very same losses, and leaving
+    the block restores every current path (the gradient norm's is pinned in test_speed_paths.py, the casts'
+    gradients in test_a_bf16_step_casts_each_trained_weight_once)."""
     import robustdepth.similarity as similarity
     from robustdepth.bench.photometric_reference import previous_step_paths
     from robustdepth.networks import depth_decoder
+    from robustdepth.training import trainer as trainer_module
 
     trainer, ctx = _context(corridor, tmp_path, 3, **{"train.precision": "bf16", "train.channels_last": True})
     trainer.models.train()
@@ -141,11 +144,62 @@ def test_previous_step_paths_change_time_not_values(corridor: Path, tmp_path: Pa
                             trainer.cfg, torch.Generator().manual_seed(3), trainer.device)
         return trainer.losses(fresh)[0]
 
-    current = (similarity._box3, depth_decoder.Conv3x3.forward)
-    got = losses()
+    def paths() -> tuple[object, ...]:
+        return (similarity._box3, depth_decoder.Conv3x3.forward, trainer_module.gradient_norm,
+                StepContext.weight_casts)
+
+    def spanned_losses() -> torch.Tensor:
+        with ctx.weight_casts():
+            return losses()
+
+    current = paths()
+    got = spanned_losses()
     with previous_step_paths():
-        assert similarity._box3 is not current[0] and depth_decoder.Conv3x3.forward is not current[1]
-        want = losses()
-    assert (similarity._box3, depth_decoder.Conv3x3.forward) == current
+        assert all(now is not then for now, then in zip(paths(), current, strict=True))
+        want = spanned_losses()
+    assert paths() == current
     assert torch.equal(got, want) and got.item() > 0
+    trainer.close()
+
+
+def test_a_bf16_step_casts_each_trained_weight_once(corridor: Path, tmp_path: Path) -> None:
+    """StepContext.weight_casts spans the losses of a bf16 step (Trainer.train_step enters it): the pose network,
+    called once per source frame, casts its fp32 weights to bf16 once per step instead of once per call (two
+    sources here), with the same loss and the gradient of both calls still reaching every pose weight — equal
+    to the per-call casts' gradient up to bf16 rounding of where the two calls' gradients add up."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    trainer, ctx = _context(corridor, tmp_path, 3, **{"train.precision": "bf16", "train.channels_last": True})
+    first_conv = trainer.models.pose.encoder.encoder.conv1.weight
+    assert len(ctx.source_ids) == 2
+
+    class CastsOfFirstConv(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func is torch.ops.aten._to_copy.default and args[0] is first_conv:
+                CastsOfFirstConv.count += 1
+            return func(*args, **(kwargs or {}))
+
+    def step(span: bool) -> tuple[torch.Tensor, list[torch.Tensor], int]:
+        fresh = StepContext(ctx.batch, trainer.depth_net, trainer.pose_net, trainer.providers, ctx.state,
+                            trainer.cfg, torch.Generator().manual_seed(3), trainer.device)
+        trainer.models.zero_grad(set_to_none=True)
+        CastsOfFirstConv.count = 0
+        with CastsOfFirstConv(), (fresh.weight_casts() if span else contextlib.nullcontext()):
+            total = trainer.losses(fresh)[0]
+        total.backward()
+        grads = [p.grad.clone() for p in trainer.models.pose.parameters() if p.grad is not None]
+        return total.detach(), grads, CastsOfFirstConv.count
+
+    trainer.models.train()
+    once, per_call = step(True), step(False)
+    assert (once[2], per_call[2]) == (1, 2) and len(once[1]) == len(per_call[1]) > 40
+    assert torch.equal(once[0], per_call[0])
+    got, want = torch.cat([g.flatten() for g in once[1]]), torch.cat([g.flatten() for g in per_call[1]])
+    assert float(want.norm()) > 0 and float((got - want).norm() / want.norm()) < 1e-2
+    CastsOfFirstConv.count = 0
+    with CastsOfFirstConv():
+        trainer.train_step(ctx.batch)  # the trainer's own step spans its losses the same way
+    assert CastsOfFirstConv.count == 1
     trainer.close()

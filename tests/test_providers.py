@@ -59,6 +59,61 @@ def test_teacher_is_frozen_and_predicts_every_scale(depth_only_checkpoint: Path)
     assert day(ctx).output is pred.output
 
 
+def test_teacher_in_the_fast_numerics_keeps_bf16_conv_weights_and_the_same_outputs(
+        depth_only_checkpoint: Path) -> None:
+    """Under train.precision=bf16 + channels_last the frozen teacher stores its conv weights in bf16 (channels_last)
+    once, BatchNorm in fp32: its outputs in a step are bit for bit those of the fp32-stored teacher under autocast."""
+    teacher_keys = ("providers.teacher.enabled=true", f"providers.teacher.checkpoint={depth_only_checkpoint}")
+    fast_cfg = small_cfg(*teacher_keys, "train.precision=bf16", "train.channels_last=true")
+    plain_cfg = small_cfg(*teacher_keys)
+    fast, stored_fp32 = Teacher(fast_cfg.providers.teacher, fast_cfg), Teacher(plain_cfg.providers.teacher, plain_cfg)
+    convs = [m for m in fast.depth_net.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in fast.depth_net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) > 20 and norms
+    assert all(c.weight.dtype == torch.bfloat16 and c.weight.is_contiguous(memory_format=torch.channels_last)
+               for c in convs)
+    assert all(n.weight.dtype == n.running_var.dtype == torch.float32 for n in norms)
+    assert all(p.dtype == torch.float32 for p in stored_fp32.parameters())
+    outputs = []
+    for teacher in (fast, stored_fp32):
+        ctx = make_ctx(torch.nn.Identity(), FixedProviders(), batch_size=2, cfg=fast_cfg)  # bf16 passes, both
+        ctx.batch[color_key(0)] = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(4))
+        output = teacher(ctx).output
+        outputs.append([t for group in output for t in group])
+    assert len(outputs[0]) >= 7 and all(t.dtype == torch.float32 for t in outputs[0])
+    assert all(torch.equal(a, b) for a, b in zip(*outputs, strict=True))
+
+
+def test_fast_teacher_pose_runs_in_the_step_numerics(tmp_path: Path, corridor: Path) -> None:
+    """The frozen pose net of a bf16 + channels_last run keeps bf16 conv weights too and runs under the step's
+    autocast (StepContext.run_pose), giving bit for bit the fp32-stored pose net's poses under autocast, within
+    bf16 rounding of the fp32 pass, as fp32 matrices."""
+    from robustdepth.networks import PoseNet
+
+    cfg = load_config("monodepth2", corridor_overrides(corridor))
+    torch.manual_seed(0)
+    models = {"depth": DepthNet(18).state_dict(), "pose": PoseNet(18).state_dict()}
+    ckpt = save_checkpoint(tmp_path / "last.pt", {"config": to_dict(cfg), "models": models, "step": 0,
+                                                  "total_steps": 0})
+    keys = ("providers.teacher.enabled=true", f"providers.teacher.checkpoint={ckpt}")
+    fast_cfg, plain_cfg = small_cfg(*keys, "train.precision=bf16", "train.channels_last=true"), small_cfg(*keys)
+    frames = {color_key(f): torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(10 + f))
+              for f in (-1, 0, 1)}
+    fast = Teacher(fast_cfg.providers.teacher, fast_cfg)
+    assert fast.pose_net is not None
+    assert {m.weight.dtype for m in fast.pose_net.modules() if isinstance(m, torch.nn.Conv2d)} == {torch.bfloat16}
+    poses = {}
+    for name, teacher, step_cfg in (("fast", fast, fast_cfg),
+                                    ("stored_fp32", Teacher(plain_cfg.providers.teacher, plain_cfg), fast_cfg),
+                                    ("fp32", Teacher(plain_cfg.providers.teacher, plain_cfg), plain_cfg)):
+        ctx = make_ctx(torch.nn.Identity(), FixedProviders(), batch_size=2, cfg=step_cfg, extra=frames)
+        poses[name] = torch.stack([teacher(ctx).pose(f).matrix for f in (-1, 1)])
+    assert poses["fast"].dtype == torch.float32
+    assert torch.equal(poses["fast"], poses["stored_fp32"])
+    assert not torch.equal(poses["fast"], poses["fp32"])  # the bf16 pass is really taken ...
+    assert torch.allclose(poses["fast"], poses["fp32"], atol=2e-2)  # ... and rounds like bf16 does
+
+
 def test_teacher_without_checkpoint_says_how_to_get_one() -> None:
     cfg = small_cfg("providers.teacher.enabled=true")
     with pytest.raises(ConfigError, match="robustdepth pipeline"):

@@ -334,6 +334,31 @@ def test_member_with_current_weights_matches_the_anchor_only_with_batch_norm(nor
         assert float(j_ap) > 0.01
 
 
+def test_worker_in_bf16_training_keeps_bf16_conv_weights_and_the_same_member_pass() -> None:
+    """Under train.precision=bf16 the worker stores its conv weights in bf16 (the values autocast casts the fp32
+    worker's to, BatchNorm in fp32), so a member's pass in a bf16 step equals the fp32 worker's bit for bit."""
+    passes = []
+    for precision in ("bf16", "fp32"):
+        cfg = load_config("sec_monodepth2", ["providers.latency_queue.size=1", "providers.latency_queue.warmup_steps=0",
+                                             "train.precision=bf16", "train.channels_last=true"])
+        if precision == "fp32":  # the worker as before: built from a config without bf16
+            cfg.train.precision = "fp32"
+        torch.manual_seed(0)
+        queue = LatencyQueue(cfg.providers.latency_queue, cfg)
+        queue.setup(TrainModels(DepthNet(18, scales=[0, 1, 2, 3]).to(memory_format=torch.channels_last)))
+        queue.after_step(_ctx(0))
+        worker = queue._load_worker(0)
+        convs = {m.weight.dtype for m in worker.modules() if isinstance(m, torch.nn.Conv2d)}
+        norms = {m.weight.dtype for m in worker.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+        assert (convs, norms) == ({torch.bfloat16 if precision == "bf16" else torch.float32}, {torch.float32})
+        cfg.train.precision = "bf16"  # both members run in a bf16 step
+        image = torch.rand(2, 3, 64, 96, generator=torch.Generator().manual_seed(1))
+        ctx = StepContext({color_key(0, aug=True): image, color_key(0): image}, lambda x: x, None, None,
+                          StepState(1, 1000, 0, 100), cfg, torch.Generator(), torch.device("cpu"))
+        passes.append(queue.run_member(ctx, 0, "clean_aug"))
+    assert passes[0].dtype == torch.float32 and torch.equal(passes[0], passes[1])
+
+
 # -- SECL against an independent computation ------------------------------------------------------------------
 class FakeNegative:
     """A queue negative whose disparity per view is given (so a wrong view gives a wrong value)."""

@@ -182,5 +182,62 @@ def test_training_table_reads_each_bound_from_its_own_throughput() -> None:
                                    "fast_config": {"train.precision": "bf16"}}}}
     text = to_markdown(res)
     row = next(line for line in text.splitlines() if line.startswith("| 64x192 | precision=bf16"))
-    assert row.endswith("| 10.0 | 5.0× | 2.0× |")
+    assert row.endswith("| 10.0 | 5.0× | 2.0× | – | – |")
     assert "bf16 autocast + channels_last 40 GFLOP/s" in text
+    # the networks-alone floor: 0.2 s for its own 8 GFLOP at 100 GFLOP/s is 2.5× its bound; the step is 2.5× it
+    res["training"]["64x192"].update(fast_networks={"step_s": 0.2}, networks_gflop=8.0)
+    row = next(line for line in to_markdown(res).splitlines() if line.startswith("| 64x192 | precision=bf16"))
+    assert row.endswith("| 10.0 | 5.0× | 2.0× | 0.20 (2.5×) | 2.50× |")
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")  # the image inputs need no gradient
+def test_networks_pass_trains_both_networks_and_leaves_no_gradient(corridor: Path, tmp_path: Path) -> None:
+    """benchmarks/speed.py's networks-alone floor runs the step's depth pass and one pose pass per source frame with
+    their backward (its FLOPs: every conv's forward and both gradients, ≥ 95 % of the whole step's) and leaves the
+    trainer as it found it: no gradient, weights unchanged."""
+    import importlib.util
+
+    from robustdepth.bench.timing import step_gflop
+
+    spec = importlib.util.spec_from_file_location("speed_bench", Path(__file__).parents[1] / "benchmarks/speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    trainer = Trainer(_cfg(corridor, **{"optim.batch_size": 2, "optim.max_steps": 1}), run_dir=tmp_path / "run")
+    batch = next(trainer._batches())
+    before = [p.detach().clone() for p in trainer.models.parameters()]
+    seen: list[str] = []
+    hooks = [m.register_full_backward_hook(lambda *_, name=name: seen.append(name))
+             for name, m in (("depth", trainer.models.depth.encoder.encoder.conv1),
+                             ("pose", trainer.models.pose.encoder.encoder.conv1))]
+    nets = step_gflop(speed.networks_pass(trainer, batch))
+    for h in hooks:
+        h.remove()
+    assert seen.count("depth") == 1 and seen.count("pose") == len(trainer.cfg.data.frame_ids) - 1
+    assert all(p.grad is None for p in trainer.models.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.models.parameters(), strict=True))
+    whole = step_gflop(lambda: trainer.train_step(batch))
+    assert 0.95 * whole < nets < whole
+    trainer.close()
+
+
+def test_gradient_norm_without_clipping_only_measures() -> None:
+    """Unclipped, the step's gradient norm is the L2 norm over every gradient (an independent float64 sum here,
+    and torch's own clip_grad_norm_ value) and leaves each gradient bit for bit; with grad_clip it still clips
+    to that norm and returns the norm before clipping."""
+    from robustdepth.training.trainer import gradient_norm
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Linear(4, 3), torch.nn.Linear(3, 1))
+    for i, p in enumerate(model.parameters()):
+        p.grad = None if i == 3 else torch.randn_like(p) * (i + 1)  # one parameter without a gradient
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    want = torch.cat([g.double().flatten() for g in grads if g is not None]).norm()
+    norm = gradient_norm(model, 0.0)
+    assert norm.item() == pytest.approx(want.item(), rel=1e-6)
+    assert all((g is None and p.grad is None) or torch.equal(p.grad, g)
+               for p, g in zip(model.parameters(), grads, strict=True))
+    assert torch.equal(norm, torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf")))
+    bound = 0.25 * want.item()
+    assert gradient_norm(model, bound).item() == pytest.approx(want.item(), rel=1e-6)
+    clipped = torch.cat([p.grad.double().flatten() for p in model.parameters() if p.grad is not None]).norm()
+    assert clipped.item() == pytest.approx(bound, rel=1e-5)

@@ -16,7 +16,7 @@ match ``ssim_dissimilarity`` and ``photometric_error`` per call.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -67,14 +67,27 @@ def reference_loss(ctx: StepContext, cfg: Any) -> torch.Tensor:
     return total / len(ctx.scales)
 
 
+PREVIOUS_STEP_PATHS = (
+    "Previous: the SSIM's 3×3 means through `F.avg_pool2d` (a scalar loop per pixel on CPU), the decoder's reflection "
+    "pads through autocast's fp32 round trip, the unclipped gradient norm through `clip_grad_norm_` (which still "
+    "multiplies every gradient by 1.0) and autocast's weight casts once per network call; current: shifted-view sums "
+    "in the pool's own order (bit-identical value and gradient), pads in the activation's dtype (bit-identical "
+    "forward), the norm alone (bit-identical) and each trained weight cast once per step (same loss; the pose "
+    "net's two calls add their gradients in bf16).")
+
+
 @contextmanager
 def previous_step_paths() -> Iterator[None]:
-    """Within the block, a training step runs the two paths the current ones replaced, for before/after timings
-    (benchmarks/profile_step.py ``--step-paths-rounds``): the SSIM's 3×3 means through ``F.avg_pool2d`` and the
-    depth decoder's reflection pads through autocast's fp32 round trip. Both give the same forward values as
-    the current paths (tests pin it), so only the time differs."""
+    """Within the block, a training step runs the paths the current ones replaced, for before/after timings
+    (benchmarks/profile_step.py ``--step-paths-rounds``): the SSIM's 3×3 means through ``F.avg_pool2d``, the
+    depth decoder's reflection pads through autocast's fp32 round trip, the unclipped gradient norm through
+    ``clip_grad_norm_`` with an infinite bound (a multiply of every gradient by 1.0), and autocast's weight
+    casts per network call instead of once per step. Each gives the same loss values as its current path
+    (tests pin it; the per-call casts' gradients differ only by where the two pose calls' bf16 gradients
+    are added), so what differs is the time."""
     from robustdepth import similarity
     from robustdepth.networks import depth_decoder
+    from robustdepth.training import trainer
 
     def pooled(plane: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(plane, 3, 1)
@@ -82,9 +95,17 @@ def previous_step_paths() -> Iterator[None]:
     def round_trip(self: depth_decoder.Conv3x3, x: torch.Tensor) -> torch.Tensor:
         return self.conv(self.pad(x))
 
-    box, forward = similarity._box3, depth_decoder.Conv3x3.forward
+    def scaled_by_one(models: torch.nn.Module, grad_clip: float) -> torch.Tensor:
+        return torch.nn.utils.clip_grad_norm_(models.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+
+    def per_call(self: StepContext) -> Any:
+        return nullcontext()
+
+    saved = similarity._box3, depth_decoder.Conv3x3.forward, trainer.gradient_norm, StepContext.weight_casts
     similarity._box3, depth_decoder.Conv3x3.forward = pooled, round_trip  # type: ignore[method-assign]
+    trainer.gradient_norm, StepContext.weight_casts = scaled_by_one, per_call  # type: ignore[method-assign]
     try:
         yield
     finally:
-        similarity._box3, depth_decoder.Conv3x3.forward = box, forward  # type: ignore[method-assign]
+        (similarity._box3, depth_decoder.Conv3x3.forward, trainer.gradient_norm,  # type: ignore[method-assign]
+         StepContext.weight_casts) = saved

@@ -115,7 +115,8 @@ def to_markdown(res: dict[str, Any]) -> str:
         lines += ["## Training (3 frames, depth + pose, full Monodepth2 loss, backward, Adam; batch 4)", "",
                   "| resolution | fast path | eager fp32 s/step | fast s/step | speed-up (paired) | eager images/s | "
                   "fast images/s | peak RSS eager / fast (MB) | GFLOP / step | fast / bound bf16 | "
-                  "fast / train-pass bound |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "fast / train-pass bound | fast networks alone s (/ bound bf16) | fast / networks alone |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         mem = res.get("memory", {})
         for r, row in tr.items():
             e, f = row["eager_fp32"], row["fast"]
@@ -125,11 +126,15 @@ def to_markdown(res: dict[str, Any]) -> str:
                          f"{_fmt(mem.get(r, {}).get('eager_fp32'), '.0f')} / "
                          f"{_fmt(mem.get(r, {}).get('fast'), '.0f')} | {_fmt(row.get('gflop'), '.1f')} | "
                          f"{_bound_ratio(f['step_s'], row.get('gflop'), bf16)} | "
-                         f"{_bound_ratio(f['step_s'], row.get('gflop'), bf16_train)} |")
+                         f"{_bound_ratio(f['step_s'], row.get('gflop'), bf16_train)} | {_networks(row, bf16)} |")
         lines += ["", "`bound bf16` = the step's counted FLOPs (every forward and backward) at the forward-only "
                   "bf16+CL conv throughput (the target's definition); `train-pass bound` = the same FLOPs at the "
                   "measured throughput of a conv training pass (forward + input and weight gradients, bf16 autocast "
-                  "+ CL): what remains above it is overhead, not conv arithmetic.", ""]
+                  "+ CL): what remains above it is overhead, not conv arithmetic. `networks alone` = the fast "
+                  "path's depth pass and one pose pass per source frame, forward + backward from a plain sum of "
+                  "their outputs (same precision, layout, weight casts and compilation as the step; no loss, no "
+                  "optimiser), alternated with the steps: the time the conv kernels themselves take at the step's "
+                  "shapes, a floor under the step that no change to losses, optimiser or glue can go below.", ""]
     acc = res.get("accuracy")
     if acc:
         lines += [f"## Same accuracy: {acc['steps']} steps on the world ({acc['world']}) at {acc['size']}", "",
@@ -217,6 +222,16 @@ def _train_conv_text(conv: dict[str, Any]) -> str:
             "reach here, backward kernels included.")
 
 
+def _networks(row: dict[str, Any], bf16_gflops: float | None) -> str:
+    """'networks-alone s (its ratio to the bf16 bound of its own FLOPs) | step / networks-alone' cells (– for
+    runs before the column existed)."""
+    nets = row.get("fast_networks")
+    if not nets:
+        return "– | –"
+    return (f"{nets['step_s']:.2f} ({_bound_ratio(nets['step_s'], row.get('networks_gflop'), bf16_gflops)}) | "
+            f"{row['fast']['step_s'] / nets['step_s']:.2f}×")
+
+
 def _bound_ratio(step_s: float, gflop: float | None, gflops_per_s: float | None) -> str:
     """``step_s`` over the time ``gflop`` takes at ``gflops_per_s`` ("–" when either is unknown)."""
     if not gflop or not gflops_per_s:
@@ -268,12 +283,9 @@ def profile_markdown(profile: dict[str, Any], conv: dict[str, Any]) -> str:
             lines.append(f"| {size} | {row['previous_ms']:.1f} | {row['fused_ms']:.1f} | ×{row['speedup']:.2f} |")
     steps = profile.get("step_paths")
     if steps:
-        lines += ["", "### A whole fast step: previous SSIM-mean and decoder-pad paths vs the current ones", "",
+        lines += ["", "### A whole fast step: the previous paths vs the current ones", "",
                   f"Monodepth2 through the fast path ({', '.join(f'{k}={v}' for k, v in steps['config'].items())}), "
-                  f"batch {steps['batch_size']}, one fixed batch, alternated in one process. Previous: the SSIM's "
-                  "3×3 means through `F.avg_pool2d` (a scalar loop per pixel on CPU) and the decoder's reflection "
-                  "pads through autocast's fp32 round trip; current: shifted-view sums in the pool's own order "
-                  "(bit-identical value and gradient) and pads in the activation's dtype (bit-identical forward).",
+                  f"batch {steps['batch_size']}, one fixed batch, alternated in one process. {steps['note']}",
                   "", "| resolution | previous ms | current ms | speed-up (paired) |", "|---|---:|---:|---:|"]
         for size, row in steps["rows"].items():
             lines.append(f"| {size} | {row['previous_ms']:.0f} | {row['current_ms']:.0f} | ×{row['speedup']:.2f} |")

@@ -75,3 +75,18 @@ def cpu_description() -> str:
     vnni = "avx512_vnni" in flags or "avx_vnni" in flags
     return (f"{model} ({platform.machine()}), AMX-bf16: {amx}, AVX512-BF16: {'avx512_bf16' in flags}, "
             f"VNNI (int8 dot products): {vnni}")
+
+
+def fast_overlay() -> dict[str, Any]:
+    """The ``+fast`` recipe overlay as dotted ``KEY: value`` overrides, read from the recipe itself so the speed
+    benchmarks time exactly what ``RECIPE+fast`` trains with."""
+    from omegaconf import OmegaConf
+
+    from robustdepth.config import resolve_recipe_path
+
+    def flat(node: Any, prefix: str) -> dict[str, Any]:
+        if not isinstance(node, dict):
+            return {prefix: node}
+        return {key: value for name, child in node.items() for key, value in flat(child, f"{prefix}.{name}"
+                                                                                   if prefix else name).items()}
+    return flat(OmegaConf.to_container(OmegaConf.load(resolve_recipe_path("fast"))), "")

@@ -108,9 +108,13 @@ def relative_pose(
     [source, target] and inverts the result; for a later source on [target, source]. The returned
     matrix is the one Monodepth2 passes to ``Project3D``. ``net`` may be a ``PoseNet`` or its DDP
     wrapper (calling the wrapper's forward keeps DDP's gradient hooks in place).
+
+    The network may run under autocast (bf16 training); the rotation and the inversion always run in fp32
+    (autocast would otherwise do the inversion's matrix product in bf16), so warps get fp32 poses.
     """
     if source_is_before:
         axisangle, translation = net(source, target)
     else:
         axisangle, translation = net(target, source)
-    return Pose.from_axis_angle(axisangle, translation, invert=source_is_before)
+    with torch.autocast(axisangle.device.type, enabled=False):
+        return Pose.from_axis_angle(axisangle.float(), translation.float(), invert=source_is_before)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import nn
 
 from robustdepth.component import Component, register
@@ -45,6 +46,22 @@ class Provider(Component):
 
     def after_step(self, ctx: StepContext) -> None:
         """Called after each optimiser step."""
+
+
+def in_step_numerics(net: nn.Module, train: Any) -> nn.Module:
+    """A frozen network laid out for the trainer's network passes (``StepContext.run_depth`` / ``run_pose``, which
+    run it under the step's autocast): channels_last when ``train.channels_last``, and under
+    ``train.precision=bf16`` its conv weights and biases stored in bf16 once. Those are exactly the values
+    autocast casts them to on every call (the same rounding of the same fp32 weights), so its outputs are
+    unchanged, bit for bit, while a step no longer re-reads and re-casts its ~14 M weights. BatchNorm and
+    everything autocast leaves in fp32 stay fp32."""
+    if train.channels_last:
+        net.to(memory_format=torch.channels_last)
+    if train.precision == "bf16":
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                module.to(torch.bfloat16)
+    return net
 
 
 PROVIDERS: dict[str, type[Provider]] = {}

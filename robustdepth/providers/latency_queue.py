@@ -31,8 +31,9 @@ Contract (the method and every choice made here: docs/methods.md § SEC-Depth; m
   (bf16 by default: the EMA is computed in fp32 and rounded once, a relative error ≤ 2⁻⁸ per weight, small next
   to the anchor–negative differences SECL acts on; ``benchmarks/sec.py`` measures it), every *buffer* (BatchNorm
   statistics, ``num_batches_tracked``) in its own dtype, because rounding a running variance would shift every
-  normalised activation. Members live on the compute device or, with ``offload``, on the CPU; one frozen fp32
-  *worker* network is loaded with the member in use (only when that member changed). Neither the worker nor the
+  normalised activation. Members live on the compute device or, with ``offload``, on the CPU; one frozen
+  *worker* network (fp32; under bf16 training its conv weights in bf16, the values autocast would cast them to) is
+  loaded with the member in use (only when that member changed). Neither the worker nor the
   stored tensors are parameters of any module the optimiser or the gradient all-reduce sees.
 * **Normalisation** (``norm``). ``batch`` (default): the worker's BatchNorm layers use the statistics of the
   anchor's own batch, as the trained network does in its training pass (running statistics never updated), so
@@ -61,7 +62,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from robustdepth.config import ConfigError
-from robustdepth.providers.base import Provider, ProviderConfig, register_provider
+from robustdepth.providers.base import Provider, ProviderConfig, in_step_numerics, register_provider
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext, TrainModels
@@ -216,7 +217,7 @@ class LatencyQueue(Provider):
         self.refresh_log: list[tuple[int, int, str]] = []  # (steps done, member, reason) of every refresh
         self.observation: Observation | None = None
         self._source: list[nn.Module] = []  # the trained depth net (a list: not a submodule)
-        self._worker: list[nn.Module] = []  # frozen fp32 network that runs members (not a submodule)
+        self._worker: list[nn.Module] = []  # frozen network that runs members (not a submodule)
         self._worker_holds: tuple[int, int] | None = None
         self._float_params: set[str] = set()
         self._device = torch.device("cpu")
@@ -229,7 +230,8 @@ class LatencyQueue(Provider):
         self._source = [depth]
         self._device = next(depth.parameters()).device
         self._float_params = {n for n, p in depth.named_parameters() if p.is_floating_point()}
-        worker = copy.deepcopy(depth).eval().requires_grad_(False)
+        # In the step's numerics (bf16 conv weights under bf16): the members' values, as autocast would cast them.
+        worker = in_step_numerics(copy.deepcopy(depth).eval().requires_grad_(False), self.root_cfg.train)
         if self.cfg.norm == "batch":
             batch_statistics_(worker)
         self._worker = [worker]
@@ -297,10 +299,10 @@ class LatencyQueue(Provider):
 
     # -- per step ------------------------------------------------------------------------------------
     def _load_worker(self, k: int) -> nn.Module:
-        """Load member k into the fp32 worker unless it already holds that version."""
+        """Load member k into the worker unless it already holds that version."""
         worker = self.worker
         if self._worker_holds != (k, self.versions[k]):
-            worker.load_state_dict(self.members[k])  # copy_ casts bf16 → fp32 and moves to the device
+            worker.load_state_dict(self.members[k])  # copy_ casts to the worker's dtypes and moves to its device
             self._worker_holds = (k, self.versions[k])
         return worker
 

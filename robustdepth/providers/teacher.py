@@ -20,15 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustdepth.checkpoint import load_checkpoint
 from robustdepth.config import ConfigError, fixed_config_from_dict
 from robustdepth.geometry import Pose
-from robustdepth.networks import DepthNet, DepthOutput, PoseNet, build_depth_net, disp_to_depth, relative_pose
-from robustdepth.providers.base import Provider, ProviderConfig, register_provider
+from robustdepth.networks import DepthNet, DepthOutput, PoseNet, build_depth_net, disp_to_depth
+from robustdepth.providers.base import Provider, ProviderConfig, in_step_numerics, register_provider
 
 if TYPE_CHECKING:
     from robustdepth.training.context import StepContext
@@ -119,10 +118,7 @@ class TeacherPrediction:
             raise RuntimeError(f"frozen model {self.source} has no pose network (it was trained without a "
                                "pose loss); pose distillation needs a checkpoint with models.pose")
         if frame_id not in self._poses:
-            ctx = self.ctx
-            with torch.no_grad():
-                pose = relative_pose(self._pose_net, ctx.color(0), ctx.color(frame_id), source_is_before=frame_id < 0)
-            self._poses[frame_id] = Pose(pose.matrix.float())
+            self._poses[frame_id] = self.ctx.run_pose(self._pose_net, frame_id, aug=False, grad=False)
         return self._poses[frame_id]
 
 
@@ -138,7 +134,8 @@ class FrozenModelProvider(Provider):
         super().__init__(cfg, root_cfg)
         self.checkpoint = self.resolve_checkpoint(cfg, root_cfg)
         depth, pose, frozen_cfg = load_frozen(self.checkpoint)
-        self.depth_net, self.pose_net = depth, pose
+        self.depth_net = in_step_numerics(depth, root_cfg.train)
+        self.pose_net = None if pose is None else in_step_numerics(pose, root_cfg.train)
         self.min_depth, self.max_depth = float(frozen_cfg.model.min_depth), float(frozen_cfg.model.max_depth)
         # A frozen model sees the input normalisation it was trained with: md4all's daytime normalisation
         # (the "clean_input" / "degraded_input" slots) only when its own run had data.options.daytime_norm.
@@ -205,5 +202,4 @@ class DayModel(FrozenModelProvider):
                           "'robustdepth pipeline RECIPE', which resolves providers.day_model.stage")
 
 
-__all__ = ["DayModel", "DayModelConfig", "Teacher", "TeacherConfig", "TeacherPrediction",
-           "load_frozen"]
+__all__ = ["DayModel", "DayModelConfig", "Teacher", "TeacherConfig", "TeacherPrediction", "load_frozen"]

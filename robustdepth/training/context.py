@@ -156,19 +156,32 @@ class StepContext:
         if self.pose_net is None:
             raise RuntimeError("a loss asked for poses but the recipe built no pose network")
 
-        def run() -> Pose:
-            target, source = self._net_input(self.color(0, aug=True)), self._net_input(self.color(frame_id, aug=True))
-            with self._autocast():
-                pose = relative_pose(self.pose_net, target, source, source_is_before=frame_id < 0)
-            # Rodrigues + inversion run in fp32 (outside autocast's matmul casts), so warps get fp32 poses.
-            return Pose(pose.matrix.float())
-        return self.memo(("pose", frame_id), run)
+        return self.memo(("pose", frame_id), lambda: self.run_pose(self.pose_net, frame_id, aug=True, grad=True))
+
+    def run_pose(self, net: Callable[..., Any], frame_id: int, aug: bool, grad: bool) -> Pose:
+        """T_{t→s} from pose network ``net`` on the target and source ``frame_id`` (jittered frames when ``aug``)
+        with the configured precision and memory format, as :meth:`run_depth` for depth; the pose itself is
+        fp32 (:func:`~robustdepth.networks.relative_pose`)."""
+        target, source = self._net_input(self.color(0, aug=aug)), self._net_input(self.color(frame_id, aug=aug))
+        with (nullcontext() if grad else torch.no_grad()), self._autocast():
+            return relative_pose(net, target, source, source_is_before=frame_id < 0)
 
     def reconstruct(self, frame_id: int, depth: torch.Tensor) -> torch.Tensor:
         """The clean source frame ``frame_id`` warped into the target with ``depth`` (full resolution)."""
         return warp(self.color(frame_id), depth, self.pose(frame_id), self.camera(0))
 
     # -- depth passes ------------------------------------------------------------------------
+    def weight_casts(self) -> Any:
+        """The span of one step's loss computation (the trainer enters it around its ``LossSet``). Under bf16,
+        autocast keeps its bf16 copies of the trained weights until the span ends, so a network called more
+        than once in a step (the pose net once per source frame, the depth net on several views) casts its
+        weights once, and the gradients of its calls add up in bf16 before the one cast back to fp32 (instead
+        of each call's bf16 gradient being cast and added in fp32). Autocast itself is off in the span: only
+        the network passes (:meth:`_autocast`) run in bf16."""
+        if self.cfg.train.precision != "bf16":
+            return nullcontext()
+        return torch.autocast(self.device.type, enabled=False)
+
     def _autocast(self) -> Any:
         """bf16 autocast for network passes only (CPU or CUDA); losses run outside it, in fp32."""
         if self.cfg.train.precision != "bf16":
