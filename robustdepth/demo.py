@@ -15,17 +15,18 @@ Everything is resumable: finished trainings and evaluations are reused on a seco
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from robustdepth.configure import load_config
+from robustdepth.devices import resolve_device
 from robustdepth.evaluation import get_protocol, load_results, write_results
 from robustdepth.evaluation.report import format_table, plot_metric_bars
 from robustdepth.evaluation.runner import evaluate_model
-from robustdepth.inference import DepthModel
+from robustdepth.inference import DepthModel, native_bf16
 from robustdepth.visualize import colorize_depth, save_panel
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
@@ -64,10 +65,18 @@ class DemoPlan:
     world_root: Path = Path("data/world/small")
     max_eval_frames: int = 0
     quick_run: bool = False
+    # Train through the +fast overlay (bf16 network passes + channels_last + fused Adam: docs/results/speed.md,
+    # same accuracy within the seed noise) where the training device runs bf16 natively; fp32 elsewhere, where
+    # emulated bf16 would be slower.
+    fast: bool = field(default_factory=lambda: native_bf16(resolve_device("auto")))
 
     @classmethod
     def quick(cls) -> DemoPlan:
         return cls(baseline_steps=10, combined_steps=4, batch_size=4, quick_run=True)
+
+    def recipe(self, name: str) -> str:
+        """The recipe a demo stage trains: ``name``, through the fast overlay when :attr:`fast`."""
+        return f"{name}+fast" if self.fast else name
 
     def overrides(self, name: str, steps: int, lr: float | None = None) -> list[str]:
         return [f"data.root={self.world_root}", f"data.height={self.height}", f"data.width={self.width}",
@@ -86,7 +95,7 @@ def train_baseline(plan: DemoPlan, out: Path) -> Path:
     """Monodepth2 on the clear training frames (trained once; resumed when interrupted)."""
     from robustdepth.training.stages import ensure_recipe_run
 
-    return ensure_recipe_run("monodepth2", out / "monodepth2",
+    return ensure_recipe_run(plan.recipe("monodepth2"), out / "monodepth2",
                              plan.overrides("monodepth2", plan.baseline_steps, plan.baseline_lr),
                              plan.baseline_steps).checkpoint
 
@@ -103,7 +112,7 @@ def train_combined(plan: DemoPlan, teacher: Path, out: Path) -> Path:
     from robustdepth.providers.masks import write_mask_cache
     from robustdepth.training.pipeline import run_pipeline
 
-    cfg = load_config("all", [*plan.overrides("all", plan.combined_steps, final_lr(teacher)),
+    cfg = load_config(plan.recipe("all"), [*plan.overrides("all", plan.combined_steps, final_lr(teacher)),
                               f"providers.teacher.checkpoint={teacher}"])
     write_mask_cache(cfg, out / "masks")
     cfg.providers.masks.cache = str(out / "masks")
@@ -202,8 +211,11 @@ def world_condition_panel(models: dict[str, DepthModel], world_root: Path, out_p
 def write_report(out: Path, results: dict[str, dict], figures: dict[str, Path | None], plan: DemoPlan) -> Path:
     from robustdepth.bench.protocol import method_row, rows_to_markdown
 
+    numerics = ("through the `+fast` overlay (bf16 network passes, channels_last, fused Adam)" if plan.fast
+                else "in fp32 (this machine has no native bf16)")
     intro = (f"World preset `{plan.world_preset}` ({plan.world_root}) at {plan.height}×{plan.width}, batch "
-             f"{plan.batch_size}. `monodepth2`: {plan.baseline_steps} steps at lr {plan.baseline_lr:g}, "
+             f"{plan.batch_size}, trained {numerics}. `monodepth2`: {plan.baseline_steps} steps at lr "
+             f"{plan.baseline_lr:g}, "
              "self-supervised on clear-day frames. "
              f"`all` (ACDepth + RoSAMDepth + SEC-Depth, recipes/all.yaml): {plan.combined_steps} steps from the "
              "baseline's weights at the lr the baseline ended at, distilling it, on online-degraded copies of the "

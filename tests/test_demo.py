@@ -14,7 +14,7 @@ from robustdepth.demo import CONSTANT, DemoPlan, benchmark_section, run_demo
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, DemoPlan]:
     base = tmp_path_factory.mktemp("demo")
     plan = DemoPlan(baseline_steps=2, combined_steps=1, batch_size=2, world_preset="tiny",
-                    world_root=base / "world", quick_run=True)
+                    world_root=base / "world", quick_run=True, fast=True)
     run_demo(base / "out", plan=plan)
     return base / "out", plan
 
@@ -31,6 +31,20 @@ def test_demo_writes_report_with_every_model_and_the_constant_floor(demo_run):
     for png in ("abs_rel.png", "world_conditions.png"):
         assert (out / png).stat().st_size > 1000 and f"]({png})" in report
     assert "Every method (benchmark protocol)" not in report  # a quick run does not quote the benchmark
+
+
+def test_demo_trains_through_the_fast_overlay_only_when_asked(demo_run):
+    """plan.fast (the default where the device has native bf16) trains both stages as RECIPE+fast, and the report
+    says so; without it the recipes are the plain fp32 ones."""
+    import yaml
+
+    out, plan = demo_run
+    configs = [yaml.safe_load(p.read_text()) for p in sorted(out.rglob("config.yaml"))]
+    assert len(configs) >= 2
+    assert all(c["train"]["precision"] == "bf16" and c["train"]["channels_last"] and c["optim"]["fused"]
+               for c in configs)
+    assert "through the `+fast` overlay" in (out / "report.md").read_text()
+    assert (plan.recipe("all"), DemoPlan(fast=False).recipe("all")) == ("all+fast", "all")
 
 
 def test_demo_second_run_reuses_everything(demo_run):

@@ -56,9 +56,15 @@ def to_markdown(res: dict[str, Any]) -> str:
              "- **Training**: the input pipeline is always on (resized-frame cache `data.cache_frames_mb`, "
              "persistent workers with prefetch, pinned memory + non-blocking copies on CUDA). The fast numerics are "
              "one overlay, `RECIPE+fast` (= `train.precision=bf16 train.channels_last=true optim.fused=true`; + "
-             "`train.compile=true train.compile_loss=true` for long runs at ≥ 192×640): the schema default stays "
-             "the fp32 Monodepth2 baseline that every recipe's tests and the bit-exact resume guarantee are written "
-             "against. Losses (SSIM, warps, reductions), poses and the optimiser's master weights stay fp32 in bf16.",
+             "`train.compile=true train.compile_loss=true` for long runs at ≥ 192×640). The long runs take it: "
+             "`make demo` where the device has native bf16, every student of the methods benchmark and the "
+             "real-KITTI benchmark. The schema default stays the fp32 Monodepth2 baseline that every recipe's tests "
+             "and the bit-exact resume guarantee are written against (a run's config, hence its resume and its "
+             "benchmark cache, must not change under it). In bf16 every network pass of a step runs in bf16: the "
+             "trained networks (each trained weight cast once per step, however many times its network runs), "
+             "and the frozen teachers and SEC's past models (conv weights stored in bf16 once: bit-identical to "
+             "autocast's casts). Losses (SSIM, warps, reductions), poses and the optimiser's master weights stay "
+             "fp32.",
              "- On an oversubscribed CPU host use **1 thread** (`torch.set_num_threads(1)` / `OMP_NUM_THREADS=1`): "
              "with 2 threads every OpenMP barrier waits for a descheduled partner. This benchmark ran with "
              f"{res.get('threads', '?')} thread(s); each section's threads and load average are listed above.", ""]
@@ -246,9 +252,11 @@ def profile_markdown(profile: dict[str, Any], conv: dict[str, Any]) -> str:
              f"load average when it ran {' / '.join(f'{x:.1f}' for x in profile['load_average'])}. "
              f"{_conv_ratios(conv)}. Command: `{profile['command']}`. Exclusive wall time per part (median "
              "of the instrumented steps; a loss term's time excludes the network passes and providers it "
-             "triggered). Absolute times are from a shared, oversubscribed host; the shares within a step are "
-             "the finding. `bound bf16` = the step's counted FLOPs (forward + backward, torch's FlopCounterMode) "
-             "at the measured bf16+CL conv throughput.", ""]
+             "triggered, but includes what a provider's result computes lazily when the term reads it: "
+             "RoSAMDepth's AROM and ORE maps, ORE's frozen pose passes and warps included, count in "
+             "`rosam_distill`; a past model's pass counts in `sec`). Absolute times are from a shared host; the "
+             "shares within a step are the finding. `bound bf16` = the step's counted FLOPs (forward + backward, "
+             "torch's FlopCounterMode) at the measured bf16+CL conv throughput.", ""]
     lines += ["| case | step ms | GFLOP | step / bound bf16 | step / train-pass bound | parts: ms (share of step) |",
               "|---|---:|---:|---:|---:|---|"]
     for key, case in profile["cases"].items():
@@ -260,8 +268,8 @@ def profile_markdown(profile: dict[str, Any], conv: dict[str, Any]) -> str:
                      f"{_bound_ratio(step, gflop, conv.get('bf16_channels_last_gflops'))} | "
                      f"{_bound_ratio(step, gflop, conv.get('train_bf16_channels_last_gflops'))} | {cells} |")
     lines += ["", "Grouped (share of the step): network passes = depth + pose forwards + providers (frozen teachers); "
-              "losses = every loss term's own time; backward; optimiser (gradient clipping + Adam); rest = data + "
-              "other.", ""]
+              "losses = every loss term's own time; backward; optimiser (gradient norm, clipping when on, + Adam); "
+              "rest = data + other.", ""]
     for key, case in profile["cases"].items():
         parts = dict(case["parts_s"])
         step = parts.pop("step")
