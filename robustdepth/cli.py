@@ -168,9 +168,12 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from robustdepth.demo import run_demo
+    from robustdepth.demo import DemoPlan, run_demo
 
-    report = run_demo(Path(args.out), quick=args.quick)
+    plan = DemoPlan.quick() if args.quick else DemoPlan()
+    if args.fp32:
+        plan.fast = False
+    report = run_demo(Path(args.out), plan=plan)
     print(f"demo report: {report}")
     return 0
 
@@ -259,6 +262,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "condition, predict on real frames from ../shared/realdata when present, and write a report."))
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="a much shorter run (smoke test)")
+    p.add_argument("--fp32", action="store_true",
+                   help="train in fp32 (default: through the +fast overlay where the device has native bf16)")
     p.set_defaults(func=cmd_demo)
 
     from robustdepth.cli_lazy import add_extension_commands

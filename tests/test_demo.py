@@ -68,3 +68,17 @@ def test_benchmark_section_quotes_every_row_with_its_command(tmp_path):
     assert "| Monodepth2 |" in text and "| all |" in text and "teacher 2400 steps" in text
     missing = "\n".join(benchmark_section(tmp_path / "absent.json"))
     assert "is not there" in missing
+
+
+@pytest.mark.parametrize(("flags", "fast"), [([], True), (["--fp32"], False)])
+def test_demo_command_trains_fast_unless_told_fp32(flags, fast, monkeypatch, tmp_path):
+    """`robustdepth demo` passes the plan on: the fast overlay where the device has native bf16 (stubbed here to
+    yes), fp32 with --fp32."""
+    import robustdepth.demo as demo
+    from robustdepth.cli import main
+
+    seen = {}
+    monkeypatch.setattr(demo, "native_bf16", lambda device: True)
+    monkeypatch.setattr(demo, "run_demo", lambda out, plan: seen.setdefault("plan", plan) and out / "report.md")
+    assert main(["demo", "--quick", "--out", str(tmp_path), *flags]) == 0
+    assert seen["plan"].fast is fast and seen["plan"].quick_run

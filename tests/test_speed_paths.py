@@ -241,3 +241,15 @@ def test_gradient_norm_without_clipping_only_measures() -> None:
     assert gradient_norm(model, bound).item() == pytest.approx(want.item(), rel=1e-6)
     clipped = torch.cat([p.grad.double().flatten() for p in model.parameters() if p.grad is not None]).norm()
     assert clipped.item() == pytest.approx(bound, rel=1e-5)
+
+
+def test_fast_overlay_keys_are_the_recipe_overlay() -> None:
+    """The speed benchmarks time exactly RECIPE+fast: its keys as overrides give the overlay's config."""
+    from omegaconf import OmegaConf
+
+    from robustdepth.bench.timing import fast_overlay
+
+    keys = fast_overlay()
+    assert keys["train.precision"] == "bf16" and len(keys) >= 3
+    over = load_config("monodepth2", [f"{k}={v}" for k, v in keys.items()])
+    assert OmegaConf.to_container(over) == OmegaConf.to_container(load_config("monodepth2+fast"))

@@ -87,6 +87,8 @@ def fast_overlay() -> dict[str, Any]:
     def flat(node: Any, prefix: str) -> dict[str, Any]:
         if not isinstance(node, dict):
             return {prefix: node}
-        return {key: value for name, child in node.items() for key, value in flat(child, f"{prefix}.{name}"
-                                                                                   if prefix else name).items()}
+        keys: dict[str, Any] = {}
+        for name, child in node.items():
+            keys.update(flat(child, f"{prefix}.{name}" if prefix else name))
+        return keys
     return flat(OmegaConf.to_container(OmegaConf.load(resolve_recipe_path("fast"))), "")
