@@ -169,11 +169,16 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from robustdepth.demo import DemoPlan, run_demo
+    from robustdepth.training.stages import RunMismatchError
 
     plan = DemoPlan.quick() if args.quick else DemoPlan()
     if args.fp32:
         plan.fast = False
-    report = run_demo(Path(args.out), plan=plan)
+    try:
+        report = run_demo(Path(args.out), plan=plan)
+    except RunMismatchError as err:  # most often: a demo trained before in the other precision
+        other = "`robustdepth demo` (without --fp32)" if args.fp32 else "`robustdepth demo --fp32`"
+        raise RunMismatchError(f"{err} (if that demo was trained in the other precision, {other} reuses it)") from err
     print(f"demo report: {report}")
     return 0
 

@@ -212,7 +212,7 @@ def write_report(out: Path, results: dict[str, dict], figures: dict[str, Path | 
     from robustdepth.bench.protocol import method_row, rows_to_markdown
 
     numerics = ("through the `+fast` overlay (bf16 network passes, channels_last, fused Adam)" if plan.fast
-                else "in fp32 (this machine has no native bf16)")
+                else "in fp32")
     intro = (f"World preset `{plan.world_preset}` ({plan.world_root}) at {plan.height}×{plan.width}, batch "
              f"{plan.batch_size}, trained {numerics}. `monodepth2`: {plan.baseline_steps} steps at lr "
              f"{plan.baseline_lr:g}, "

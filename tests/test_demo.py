@@ -82,3 +82,19 @@ def test_demo_command_trains_fast_unless_told_fp32(flags, fast, monkeypatch, tmp
     monkeypatch.setattr(demo, "run_demo", lambda out, plan: seen.setdefault("plan", plan) and out / "report.md")
     assert main(["demo", "--quick", "--out", str(tmp_path), *flags]) == 0
     assert seen["plan"].fast is fast and seen["plan"].quick_run
+
+
+def test_demo_in_the_other_precision_says_how_to_reuse_the_first(demo_run, monkeypatch, capsys):
+    """A demo folder trained through +fast, asked again with --fp32: one clear line (exit 2) naming the differing
+    keys and the command that reuses what is there."""
+    import dataclasses
+
+    import robustdepth.demo as demo
+    from robustdepth.cli import main
+
+    out, plan = demo_run
+    monkeypatch.setattr(demo.DemoPlan, "quick", classmethod(lambda cls: dataclasses.replace(plan)))
+    assert main(["demo", "--quick", "--fp32", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "differing keys: optim.fused" in err and "`robustdepth demo` (without --fp32) reuses it" in err
+    assert len(err.strip().splitlines()) == 1
