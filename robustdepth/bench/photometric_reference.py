@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from robustdepth.losses.photometric import min_reprojection
 from robustdepth.training.context import StepContext
 
-__all__ = ["previous_step_paths", "reference_error", "reference_loss", "reference_ssim"]
+__all__ = ["PREVIOUS_STEP_PATHS", "previous_step_paths", "reference_error", "reference_loss", "reference_ssim"]
 
 
 def reference_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
