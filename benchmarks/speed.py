@@ -13,7 +13,7 @@ Sections (each merges its results into ``docs/results/speed.json``; ``speed.md``
 * ``inference`` — depth-network latency (batch 1) and throughput (batch 8) per resolution for eager
   fp32, the fast path (bf16 autocast + channels_last), the fast path compiled (``--compile-inference``
   resolutions) and ONNX Runtime fp32; the ratio of the fast latency to the roofline bound.
-* ``training`` — full training steps (3 frames, depth + pose, Monodepth2 loss, backward, Adam, batch 4)
+* ``training``  — full training steps (3 frames, depth + pose, Monodepth2 loss, backward, Adam, batch 4)
   through the real Trainer on the analytic corridor: images/s and peak step memory, fp32 eager vs the fast
   path (the ``+fast`` overlay: bf16 + channels_last + fused Adam; + compiled networks and loss at
   ``--compile-training`` resolutions); each step's counted FLOPs and its ratio to the two bf16 bounds
